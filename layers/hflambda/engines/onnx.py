@@ -1,0 +1,172 @@
+"""onnxruntime + tokenizers engines for encoder models (embeddings, classification).
+
+No torch, no transformers: the tokenizer is ``tokenizer.json`` loaded with ``tokenizers``,
+the model is ``model.onnx`` loaded with ``onnxruntime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from hflambda.errors import BadInput, StoreCorrupt
+from hflambda.runtime import available_cpus
+from hflambda.store import PublishedModel
+
+__all__ = ["OnnxClassifier", "OnnxEmbedder", "OnnxEncoder", "session_options"]
+
+BATCH = 32
+
+
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """Session options sized to the CPUs this process may use (not the host's count)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or available_cpus()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+class OnnxEncoder:
+    """Shared machinery: tokenizer, session, length checks, length-sorted batching."""
+
+    def __init__(self, model: PublishedModel, *, max_tokens: int, threads: int = 0) -> None:
+        self.alias = model.alias
+        self.model = model
+        self.max_tokens = max_tokens
+        onnx_file = model.file(model.manifest.export.get("onnx_file", "model.onnx"))
+        tokenizer_file = model.file("tokenizer.json")
+        for required in (onnx_file, tokenizer_file):
+            if not required.is_file():
+                raise StoreCorrupt(model.alias, f"{required.name} missing in {model.path}")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.session = ort.InferenceSession(
+            str(onnx_file), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._memory = sum(e.size for e in model.manifest.files.values())
+        pad = model.manifest.info.get("pad_token_id")
+        self.pad_id = int(pad) if pad is not None else (self.tokenizer.token_to_id("[PAD]") or 0)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Approximate resident size: the files, plus session overhead."""
+        return int(self._memory * 1.3) + (32 << 20)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens per text including special tokens."""
+        return [len(e.ids) for e in self.tokenizer.encode_batch(texts)]
+
+    def encode(self, texts: list[str], *, truncate: bool) -> list[Encoding]:
+        """Tokenize, rejecting (or truncating) texts over the model's limit."""
+        if not texts:
+            raise BadInput("input is empty: give at least one text", field="input")
+        encodings = self.tokenizer.encode_batch(texts)
+        for index, enc in enumerate(encodings):
+            if len(enc.ids) > self.max_tokens:
+                if not truncate:
+                    raise BadInput(
+                        f"input[{index}] is {len(enc.ids)} tokens; model {self.alias!r} accepts at most "
+                        f"{self.max_tokens}. Shorten it or send truncate=true.",
+                        field=f"input[{index}]",
+                        tokens=len(enc.ids),
+                        limit=self.max_tokens,
+                    )
+                enc.truncate(self.max_tokens)
+                if len(enc.ids) > self.max_tokens:  # pragma: no cover - defensive
+                    raise BadInput("truncation failed", field=f"input[{index}]")
+        return encodings
+
+    def _batches(self, encodings: list[Encoding], size: int = BATCH) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """Length-sorted batches (less padding), with the original positions."""
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), size):
+            idx = order[start : start + size]
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            types = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                enc = encodings[i]
+                n = len(enc.ids)
+                ids[row, :n] = enc.ids
+                mask[row, :n] = enc.attention_mask
+                types[row, :n] = enc.type_ids
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            yield idx, {k: v for k, v in feed.items() if k in self.input_names}
+
+    def run(self, feed: dict[str, np.ndarray]) -> Any:
+        """One session run, first output."""
+        return self.session.run(self.output_names[:1], feed)[0]
+
+
+class OnnxEmbedder(OnnxEncoder):
+    """Sentence embeddings: pooled (mean or CLS) and optionally L2-normalised."""
+
+    def __init__(self, model: PublishedModel, *, max_tokens: int, pooling: str = "mean", normalize: bool = True, threads: int = 0) -> None:
+        super().__init__(model, max_tokens=max_tokens, threads=threads)
+        self.pooling = pooling
+        self.normalize = normalize
+        self.dimensions = int(model.manifest.info.get("dimensions") or self.session.get_outputs()[0].shape[-1])
+
+    def embed(self, texts: list[str], *, truncate: bool = False) -> np.ndarray:
+        """float32 (len(texts), dimensions), in input order."""
+        encodings = self.encode(texts, truncate=truncate)
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for idx, feed in self._batches(encodings):
+            hidden = self.run(feed)
+            if hidden.ndim == 3:
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0, :]
+                else:
+                    mask = feed["attention_mask"][..., None].astype(np.float32)
+                    pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            else:
+                pooled = hidden
+            if self.normalize:
+                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out[idx] = pooled
+        return out
+
+
+class OnnxClassifier(OnnxEncoder):
+    """Sequence classification: softmax (single label) or sigmoid (multi label) over logits."""
+
+    def __init__(self, model: PublishedModel, *, max_tokens: int, threads: int = 0) -> None:
+        super().__init__(model, max_tokens=max_tokens, threads=threads)
+        id2label = model.manifest.info.get("id2label") or {}
+        count = int(self.session.get_outputs()[0].shape[-1] or len(id2label))
+        self.labels = [str(id2label.get(str(i), f"LABEL_{i}")) for i in range(count)]
+        self.multi_label = model.manifest.info.get("problem_type") == "multi_label_classification"
+
+    def classify(self, texts: list[str], *, top_k: int | None = 1, truncate: bool = False) -> list[list[tuple[str, float]]]:
+        """Per text: (label, score) sorted by score, at most top_k (None: all labels)."""
+        encodings = self.encode(texts, truncate=truncate)
+        scores = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        for idx, feed in self._batches(encodings):
+            logits = self.run(feed).astype(np.float32)
+            if self.multi_label:
+                probs = 1.0 / (1.0 + np.exp(-logits))
+            else:
+                shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+                probs = shifted / shifted.sum(axis=1, keepdims=True)
+            scores[idx] = probs
+        k = len(self.labels) if top_k is None else min(top_k, len(self.labels))
+        results = []
+        for row in scores:
+            best = np.argsort(-row)[:k]
+            results.append([(self.labels[i], float(row[i])) for i in best])
+        return results
+
+
+def model_files_size(path: Path) -> int:
+    """Bytes of every file under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
