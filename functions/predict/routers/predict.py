@@ -1,0 +1,40 @@
+"""``POST /v1/models/{alias}/predict`` — one route, dispatched on the model's task."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.predict.deps import Caller, Pool, SettingsDep
+from functions.predict.routers.embeddings import ERRORS
+from functions.predict.schemas import ClassificationOutput, EmbeddingOutput, LabelScore, PredictRequest, PredictResponse
+from hflambda.engines import Embedder, TextClassifier
+from hflambda.errors import BadInput, PayloadTooLarge
+from hflambda.registry import Task
+from hflambda.telemetry import record_inference
+
+router = APIRouter(tags=["predict"])
+
+
+@router.post("/v1/models/{alias}/predict", response_model=PredictResponse, responses=ERRORS)
+def predict(alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep, _caller: Caller) -> ClassificationOutput | EmbeddingOutput:
+    """Run ``inputs`` through model ``alias``: labels for classifiers, vectors for embedders."""
+    if len(body.inputs) > settings.max_batch:
+        raise PayloadTooLarge(f"inputs has {len(body.inputs)} texts; the limit is {settings.max_batch} per request", field="inputs")
+    spec = pool.registry.get(alias)
+    with record_inference(alias, len(body.inputs)):
+        if spec.task == Task.TEXT_CLASSIFICATION:
+            classifier = pool.typed(alias, Task.TEXT_CLASSIFICATION, TextClassifier)
+            results = classifier.classify(list(body.inputs), top_k=body.top_k, truncate=body.truncate)
+            return ClassificationOutput(
+                model=alias,
+                revision=classifier.model.revision,
+                predictions=[[LabelScore(label=label, score=score) for label, score in row] for row in results],
+            )
+        if spec.task == Task.EMBEDDINGS:
+            embedder = pool.typed(alias, Task.EMBEDDINGS, Embedder)
+            vectors = embedder.embed(list(body.inputs), truncate=body.truncate)
+            return EmbeddingOutput(model=alias, revision=embedder.model.revision, dimensions=embedder.dimensions, embeddings=vectors.tolist())
+    raise BadInput(
+        f"model {alias!r} is a {spec.task.value} model; use /v1/chat/completions for text generation",
+        field="alias",
+    )

@@ -1,0 +1,49 @@
+"""The warmup job as the handler and the CLI run it: settings in, result and metrics out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from hflambda.registry import load_registry
+from hflambda.settings import Settings
+from hflambda.store import ModelStore
+from hflambda.telemetry import metrics
+from hflambda.warmup.runner import Observer, run_warmup
+from hflambda.warmup.types import ModelStatus, WarmupResult
+
+__all__ = ["emit_metrics", "warmup_from_settings"]
+
+
+def warmup_from_settings(
+    settings: Settings,
+    *,
+    aliases: list[str] | None = None,
+    remaining_seconds: Callable[[], float] | None = None,
+    observer: Observer | None = None,
+    source_options: dict[str, Any] | None = None,
+) -> WarmupResult:
+    """Load the registry named by settings and warm it into the configured store."""
+    registry = load_registry(settings.registry, profile=settings.profile or None)
+    return run_warmup(
+        registry,
+        ModelStore(settings.model_store),
+        settings,
+        aliases=aliases,
+        remaining_seconds=remaining_seconds,
+        observer=observer,
+        source_options=source_options,
+    )
+
+
+def emit_metrics(result: WarmupResult) -> None:
+    """EMF metrics for one run: the ModelsFailed alarm watches these."""
+    metrics.add_metric(name="ModelsWarmed", unit=MetricUnit.Count, value=result.count(ModelStatus.PUBLISHED))
+    metrics.add_metric(name="ModelsSkipped", unit=MetricUnit.Count, value=result.count(ModelStatus.CURRENT))
+    metrics.add_metric(name="ModelsFailed", unit=MetricUnit.Count, value=result.count(ModelStatus.FAILED))
+    metrics.add_metric(name="ModelsDeferred", unit=MetricUnit.Count, value=result.count(ModelStatus.DEFERRED))
+    metrics.add_metric(name="BytesDownloaded", unit=MetricUnit.Bytes, value=sum(m.bytes_downloaded for m in result.models))
+    export_s = sum(m.timings.get("export_s", 0.0) for m in result.models)
+    metrics.add_metric(name="ExportSeconds", unit=MetricUnit.Seconds, value=export_s)
