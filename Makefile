@@ -1,0 +1,45 @@
+# hflambda — the two commands: `make dev` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: dev test install lint unit integration e2e bench soak demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch is pinned to 2.13.0 in pyproject (the CPU build on these machines); installing
+# the project with its dev extra pulls every other dependency. Re-runs only when
+# pyproject.toml changed since the last successful install.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make dev: install, warm the default registry into .hflambda/models, serve on 127.0.0.1:8000
+dev: install
+	$(VENV)/bin/hflambda dev
+
+## make test: install, lint, then every test (unit, integration, infra, e2e)
+test: install lint
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check layers functions tests cdk bench
+	$(VENV)/bin/mypy layers/hflambda functions
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m hflambda.cli``."""
+
+from hflambda.cli import app
+
+app()
