@@ -14,4 +14,5 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 pytest_plugins = [
     "tests.fixtures.models",
+    "tests.fixtures.auth",
 ]

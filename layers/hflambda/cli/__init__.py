@@ -19,6 +19,7 @@ def _root() -> None:
 
 
 # command modules register themselves on ``app`` when imported
+from hflambda.cli import auth_cmds as _auth_cmds  # noqa: E402,F401
 from hflambda.cli import registry_cmds as _registry_cmds  # noqa: E402,F401
 from hflambda.cli import warmup_cmds as _warmup_cmds  # noqa: E402,F401
 
