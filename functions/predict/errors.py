@@ -51,7 +51,9 @@ def install(app: FastAPI) -> None:
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, AuthError):
             desc = exc.description.replace('"', "'")
-            headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{desc}"'
+            # RFC 6750: a request without credentials gets a bare challenge, no error code
+            missing = request.headers.get("authorization") is None and "aws.event" not in request.scope
+            headers["WWW-Authenticate"] = "Bearer" if missing else f'Bearer error="invalid_token", error_description="{desc}"'
             if exc.status == 503:
                 headers["Retry-After"] = "5"
         details = {k: v for k, v in exc.details.items() if k != "field" and v is not None}

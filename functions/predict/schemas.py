@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # --- errors ---------------------------------------------------------------------------
 
@@ -59,22 +59,43 @@ class Health(BaseModel):
 
 # --- embeddings (OpenAI-compatible) ------------------------------------------------------
 
-Texts = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-
-
 class EmbeddingRequest(BaseModel):
     """OpenAI ``/v1/embeddings`` request; ``model`` is a registry alias."""
 
     model_config = ConfigDict(extra="ignore")
 
-    input: Annotated[str, Field(min_length=1)] | Texts = Field(
-        description="A text or a list of texts (non-empty)."
-    )
+    input: str | list[str] = Field(description="A text or a list of texts (non-empty).")
     model: str = Field(description="Registry alias of an embeddings model.")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0, description="Accepted only if equal to the model's size.")
     user: str | None = None
     truncate: bool = Field(False, description="Truncate texts over the model's token limit instead of rejecting them.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: object) -> object:
+        return check_texts(value, allow_single=True)
+
+
+def check_texts(value: object, *, allow_single: bool = False) -> object:
+    """One clear message for every malformed text input (instead of a union's two)."""
+    shape = "a non-empty string or a non-empty list of non-empty strings" if allow_single else "a non-empty list of non-empty strings"
+    if isinstance(value, str):
+        if not allow_single:
+            raise ValueError(f"must be {shape}, got a string")
+        if not value:
+            raise ValueError("must not be an empty string")
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"must be {shape}, got {type(value).__name__}")
+    if not value:
+        raise ValueError("must not be an empty list")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ValueError(f"item {index} must be a string, got {type(item).__name__}")
+        if not item:
+            raise ValueError(f"item {index} is an empty string")
+    return value
 
 
 class EmbeddingItem(BaseModel):
@@ -93,13 +114,20 @@ class Usage(BaseModel):
     completion_tokens: int | None = None
 
 
+class EmbeddingUsage(BaseModel):
+    """Input tokens (embeddings have no completion tokens)."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
 class EmbeddingResponse(BaseModel):
     """OpenAI ``/v1/embeddings`` response."""
 
     object: Literal["list"] = "list"
     data: list[EmbeddingItem]
     model: str
-    usage: Usage
+    usage: EmbeddingUsage
 
 
 # --- generic predict route ---------------------------------------------------------------
@@ -108,9 +136,14 @@ class EmbeddingResponse(BaseModel):
 class PredictRequest(BaseModel):
     """``POST /v1/models/{alias}/predict``: task-dispatched inputs."""
 
-    inputs: Texts = Field(description="Texts to run through the model (non-empty).")
+    inputs: list[str] = Field(description="Texts to run through the model (non-empty).")
     top_k: int | None = Field(1, ge=1, description="Classification: labels per input (null: all).")
     truncate: bool = Field(False, description="Truncate texts over the model's token limit instead of rejecting them.")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _texts(cls, value: object) -> object:
+        return check_texts(value)
 
 
 class LabelScore(BaseModel):

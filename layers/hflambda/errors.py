@@ -76,6 +76,8 @@ class ModelNotFound(HflambdaError):
 
     def __init__(self, alias: str, known: list[str], *, task: str | None = None) -> None:
         what = f"a {task} model" if task else "a model"
+        if task and task[0] in "aeiou":
+            what = f"an {task} model"
         super().__init__(
             f"Model {alias!r} is not {what} in the registry. Known: {', '.join(sorted(known)) or 'none'}.",
             alias=alias,
@@ -131,6 +133,7 @@ class AuthNotConfigured(AuthError):
 
     def __init__(self) -> None:
         super().__init__("authentication is not configured (set HFLAMBDA_AUTH_ISSUER)")
+        self.message = "Authentication is not configured on this server: set HFLAMBDA_AUTH_ISSUER (and HFLAMBDA_AUTH_AUDIENCE)."
 
 
 class AuthUnavailable(AuthError):

@@ -77,8 +77,10 @@ def test_health_needs_no_token(predict: Predict, auth_settings: Callable[..., No
 def test_no_token_is_401(method: str, path: str, body: Any, predict: Predict, auth_env: DevIssuer) -> None:
     response = predict.client.request(method, path, json=body)
     assert response.status_code == 401
-    assert described(response) == "missing bearer token"
+    # RFC 6750 section 3.1: no credentials, so a bare challenge without an error code
+    assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["type"] == "invalid_token"
+    assert "missing bearer token" in response.json()["error"]["message"]
 
 
 def test_valid_token_passes(predict: Predict, auth_env: DevIssuer) -> None:

@@ -7,7 +7,7 @@ import base64
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool, SettingsDep
-from functions.predict.schemas import EmbeddingItem, EmbeddingRequest, EmbeddingResponse, ErrorResponse, Usage
+from functions.predict.schemas import EmbeddingItem, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, ErrorResponse
 from hflambda.engines import Embedder
 from hflambda.errors import BadInput, PayloadTooLarge
 from hflambda.registry import Task
@@ -36,4 +36,4 @@ def create_embeddings(body: EmbeddingRequest, pool: Pool, settings: SettingsDep,
         EmbeddingItem(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else v.tolist())
         for i, v in enumerate(vectors)
     ]
-    return EmbeddingResponse(data=data, model=body.model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens))
+    return EmbeddingResponse(data=data, model=body.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
