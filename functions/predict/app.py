@@ -7,12 +7,15 @@ invocations, so import time is the one init phase we can rely on.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
 
 from functions.predict import errors
-from functions.predict.routers import embeddings, health, predict
+from functions.predict.routers import chat, embeddings, health, predict
 from hflambda.engines import get_pool
-from hflambda.telemetry import logger
+from hflambda.settings import get_settings
+from hflambda.telemetry import MetricUnit, logger, metrics
 
 app = FastAPI(
     title="hflambda predict",
@@ -20,9 +23,28 @@ app = FastAPI(
     description="Hugging Face models served from ONNX: embeddings, classification, generation, search.",
 )
 errors.install(app)
-for module in (health, embeddings, predict):
+
+
+@app.middleware("http")
+async def _body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """413 before reading a body over HFLAMBDA_MAX_BODY_BYTES (clients see the limit)."""
+    limit = get_settings().max_body_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        return errors.error_response(request, 413, "payload_too_large", f"request body is {length} bytes; the limit is {limit} (HFLAMBDA_MAX_BODY_BYTES)")
+    return await call_next(request)
+
+for module in (health, embeddings, predict, chat):
     app.include_router(module.router)
 
+
+
+def _record_load(alias: str, load_ms: float) -> None:
+    metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
+    logger.info("model loaded", extra={"model": alias, "load_ms": round(load_ms, 1)})
+
+
+get_pool().on_load = _record_load
 PRELOAD = get_pool().preload()
 for _alias, _error in PRELOAD.items():
     if _error:

@@ -59,12 +59,16 @@ class Health(BaseModel):
 
 # --- embeddings (OpenAI-compatible) ------------------------------------------------------
 
+Text = Annotated[str, Field(min_length=1)]
+# the batch limit is HFLAMBDA_MAX_BATCH (default 256); past it the API answers 413
+TextList = Annotated[list[Text], Field(min_length=1, description="At most HFLAMBDA_MAX_BATCH (default 256) texts.")]
+
 class EmbeddingRequest(BaseModel):
     """OpenAI ``/v1/embeddings`` request; ``model`` is a registry alias."""
 
     model_config = ConfigDict(extra="ignore")
 
-    input: str | list[str] = Field(description="A text or a list of texts (non-empty).")
+    input: Text | TextList = Field(description="A text or a list of texts (non-empty).")
     model: str = Field(description="Registry alias of an embeddings model.")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0, description="Accepted only if equal to the model's size.")
@@ -136,7 +140,7 @@ class EmbeddingResponse(BaseModel):
 class PredictRequest(BaseModel):
     """``POST /v1/models/{alias}/predict``: task-dispatched inputs."""
 
-    inputs: list[str] = Field(description="Texts to run through the model (non-empty).")
+    inputs: TextList = Field(description="Texts to run through the model (non-empty).")
     top_k: int | None = Field(1, ge=1, description="Classification: labels per input (null: all).")
     truncate: bool = Field(False, description="Truncate texts over the model's token limit instead of rejecting them.")
 
@@ -173,3 +177,131 @@ class EmbeddingOutput(BaseModel):
 
 
 PredictResponse = Annotated[ClassificationOutput | EmbeddingOutput, Field(discriminator="task")]
+
+
+# --- chat completions (OpenAI-compatible) ------------------------------------------------
+
+
+class ChatContentPart(BaseModel):
+    """A text part of a message (OpenAI's list form of ``content``; only text is supported)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    """One message of the conversation; ``developer`` is treated as ``system``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ChatContentPart] | None = None
+    name: str | None = None
+
+
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the schema the answer must validate against."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON Schema; the answer is validated against it.")
+    strict: bool | None = None
+
+
+class ResponseFormatText(BaseModel):
+    """Free text (the default)."""
+
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(BaseModel):
+    """Any JSON object."""
+
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(BaseModel):
+    """JSON that validates against ``json_schema.schema``."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormatIn = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI ``/v1/chat/completions`` request (non-streaming); ``model`` is a registry alias."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="Registry alias of a text-generation model; its fallbacks answer if it cannot.")
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2, description="0: greedy. Default 1.0 (sampling), as OpenAI.")
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, gt=0, description="Most tokens to generate (capped by the model's max_output_tokens).")
+    max_completion_tokens: int | None = Field(None, gt=0, description="Newer name of max_tokens; wins when both are set.")
+    stop: str | list[Annotated[str, Field(min_length=1)]] | None = Field(None, description="Up to 4 stop sequences (free text only).")
+    seed: int | None = None
+    response_format: ResponseFormatIn | None = None
+    stream: bool = Field(False, description="Streaming is not supported: true is refused with 400.")
+    n: int = Field(1, ge=1, description="Only 1 choice is supported.")
+    user: str | None = None
+
+
+class ChatCompletionMessage(BaseModel):
+    """The answer."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: str | None = None
+
+
+class ChatChoice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class ChatUsage(BaseModel):
+    """Token counts of the attempt that answered."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatAttempt(BaseModel):
+    """One model tried on the way to the answer."""
+
+    model: str
+    ok: bool
+    reason: str | None = Field(None, description="Why it failed: '<trigger>: <detail>', e.g. 'rate_limited: ...'.")
+    seconds: float
+
+
+class ChatTrace(BaseModel):
+    """hflambda's extension: every attempt of the fallback chain and the engine that answered."""
+
+    attempts: list[ChatAttempt]
+    engine: str
+
+
+class ChatCompletionResponse(BaseModel):
+    """OpenAI ``chat.completion``; ``model`` is the alias that answered (a fallback, maybe)."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    system_fingerprint: str | None = None
+    hflambda: ChatTrace

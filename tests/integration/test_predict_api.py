@@ -96,6 +96,12 @@ def test_batch_over_limit_is_413(client: TestClient, monkeypatch: pytest.MonkeyP
     assert error_of(response)["param"] == "input"
 
 
+def test_body_over_limit_is_413(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", content=b"x" * 1_100_000, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert error_of(response)["type"] == "payload_too_large"
+
+
 def test_malformed_json_is_422(client: TestClient) -> None:
     response = client.post("/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
