@@ -94,6 +94,8 @@ class Manifest(BaseModel):
     source: str
     task: str
     files: dict[str, FileEntry] = Field(default_factory=dict)
+    # the source files the export was made from, as fetched and verified (provenance)
+    source_files: dict[str, FileEntry] = Field(default_factory=dict)
     export: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
@@ -258,22 +260,71 @@ class ModelStore:
 
         alias_dir = self.root / manifest.alias
         alias_dir.mkdir(parents=True, exist_ok=True)
-        name = manifest.revision
-        target = alias_dir / name
-        if target.exists():
-            existing = self.read_manifest(manifest.alias, name)
-            if existing is not None and existing.export_key() == manifest.export_key():
-                name = manifest.revision  # a crashed earlier run already moved it; replace it
-                self._retire(alias_dir, target)
-            else:
-                name = f"{manifest.revision}.{manifest.export_key()}"
-                target = alias_dir / name
-                if target.exists():
-                    self._retire(alias_dir, target)
-        os.rename(staging, target)
+        name = self._free_name(alias_dir, manifest)
+        os.rename(staging, alias_dir / name)
         _fsync_dir(alias_dir)
-        atomic_write_text(alias_dir / CURRENT, name + "\n")
+        self._swap_current(alias_dir, name)
         return self.resolve(manifest.alias, verify_hashes=False)
+
+    def _free_name(self, alias_dir: Path, manifest: Manifest) -> str:
+        """The directory name for a new revision, clearing a stale one of the same name.
+
+        ``<revision>`` when free, else ``<revision>.<export key>`` (other export settings
+        live under the plain name). A non-live directory in the way — left by a run that
+        crashed between moving it into place and swapping CURRENT — is retired; the live
+        one never is (if it is corrupt, the new copy gets a suffixed name instead).
+        """
+        live = self.current_name(alias_dir.name)
+        candidates = [manifest.revision]
+        existing = self.read_manifest(alias_dir.name, manifest.revision)
+        if (alias_dir / manifest.revision).exists() and (existing is None or existing.export_key() != manifest.export_key()):
+            candidates = [f"{manifest.revision}.{manifest.export_key()}"]
+        for name in candidates:
+            target = alias_dir / name
+            if not target.exists():
+                return name
+            if name != live:
+                self._retire(alias_dir, target)
+                return name
+        return f"{candidates[0]}.{uuid.uuid4().hex[:8]}"
+
+    def _swap_current(self, alias_dir: Path, name: str) -> None:
+        """Point CURRENT at ``name`` (atomically) and start the GC grace of the one it replaces."""
+        previous = self.current_name(alias_dir.name)
+        atomic_write_text(alias_dir / CURRENT, name + "\n")
+        if previous and previous != name and (alias_dir / previous).is_dir():
+            # GC counts the grace period from retirement, not from creation: readers that
+            # resolved the old revision just before the swap may still be opening its files
+            with contextlib.suppress(OSError):
+                os.utime(alias_dir / previous)
+
+    def find_published(self, alias: str, revision: str, export: dict[str, Any]) -> str | None:
+        """A complete, hash-verified but not live directory of ``revision`` with ``export``
+        settings (left by a crash just before the CURRENT swap, or an earlier pin)."""
+        live = self.current_name(alias)
+        key = export_key(export)
+        for name in self.published(alias):
+            if name == live:
+                continue
+            manifest = self.read_manifest(alias, name)
+            if manifest is None or manifest.revision != revision or manifest.export_key() != key:
+                continue
+            try:
+                self._verify(alias, self.root / alias / name, manifest, True)
+            except ModelNotReady:
+                continue
+            return name
+        return None
+
+    def activate(self, alias: str, name: str) -> PublishedModel:
+        """Make the existing revision directory ``name`` live (call while holding the lock)."""
+        alias_dir = self.root / alias
+        manifest = self.read_manifest(alias, name)
+        if manifest is None:
+            raise StoreCorrupt(alias, f"cannot activate {name!r}: no readable manifest")
+        self._verify(alias, alias_dir / name, manifest, True)
+        self._swap_current(alias_dir, name)
+        return self.resolve(alias, verify_hashes=False)
 
     def _retire(self, alias_dir: Path, target: Path) -> None:
         if self.current_name(alias_dir.name) == target.name:
@@ -285,7 +336,8 @@ class ModelStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def gc(self, alias: str, grace_seconds: float, *, now: float | None = None) -> list[str]:
-        """Delete revisions older than ``grace_seconds`` that CURRENT does not name."""
+        """Delete revisions that CURRENT does not name, ``grace_seconds`` after they stopped
+        being live (their directory mtime, touched when CURRENT moved away from them)."""
         now = time.time() if now is None else now
         live = self.current_name(alias)
         removed = []

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from hflambda.errors import HflambdaError, LockHeld
 from hflambda.registry import ModelSpec, Registry, Task
+from hflambda.secrets import HfToken
 from hflambda.settings import Settings
 from hflambda.store import Manifest, ModelStore
 from hflambda.telemetry import logger
@@ -58,6 +59,10 @@ class Observer(Protocol):
     def model_done(self, result: ModelResult) -> None: ...
 
 
+# Observers may also define ``download(alias, done_bytes, total_bytes)``; the runner then
+# hands the source a progress callback (the CLI draws a byte progress bar from it).
+
+
 class _Quiet:
     def model_started(self, alias: str, total: int) -> None:
         pass
@@ -79,9 +84,20 @@ def run_warmup(
     observer: Observer | None = None,
     source_options: dict[str, Any] | None = None,
 ) -> WarmupResult:
-    """Warm every model (or ``aliases``) into ``store``; never raises for one model's failure."""
+    """Warm every model (or ``aliases``) into ``store``; never raises for one model's failure.
+
+    ``source_options`` reach the remote sources (see ``open_source``); the runner adds the
+    settings, the invocation clock and one lazily-read HF token shared by the whole run.
+    Every log line of the run carries its ``run_id`` as correlation id.
+    """
     observer = observer or _Quiet()
     result = WarmupResult()
+    logger.set_correlation_id(result.run_id)
+    logger.append_keys(run_id=result.run_id)
+    options: dict[str, Any] = {"settings": settings, **(source_options or {})}
+    if remaining_seconds is not None:
+        options.setdefault("remaining_seconds", remaining_seconds)
+    options.setdefault("token", HfToken(settings.hf_token_secret, max_age=settings.secret_max_age))
     store.root.mkdir(parents=True, exist_ok=True)
     specs = [registry.get(a) for a in aliases] if aliases else list(registry)
     registry_dir = registry.path.parent if registry.path else None
@@ -90,10 +106,13 @@ def run_warmup(
             outcome = ModelResult(alias=spec.alias, status=ModelStatus.DEFERRED, live_revision=store.current_name(spec.alias), reason=f"less than {settings.warmup_reserve_seconds} s left in this invocation; the next run continues")
         else:
             observer.model_started(spec.alias, len(specs))
-            outcome = warm_one(spec, store, settings, registry_dir=registry_dir, observer=observer, source_options=source_options or {})
+            outcome = warm_one(spec, store, settings, registry_dir=registry_dir, observer=observer, source_options=options)
         result.models.append(outcome)
+        if outcome.removed:
+            result.gc[spec.alias] = list(outcome.removed)
         observer.model_done(outcome)
-        logger.info("model warmup finished", extra={"run_id": result.run_id, **outcome.model_dump(exclude_none=True)})
+        log = logger.error if outcome.status == ModelStatus.FAILED else logger.info
+        log("model warmup finished", extra={"model": spec.alias, **outcome.model_dump(exclude_none=True, exclude={"alias"})})
     return result
 
 
@@ -128,13 +147,33 @@ def warm_one(
     started = time.perf_counter()
     source_dir: Path | None = None
     out_dir: Path | None = None
+    options = dict(source_options or {})
+    download = getattr(observer, "download", None)
+    if callable(download) and "progress" not in options:
+        options["progress"] = lambda done, total: download(spec.alias, done, total)
     try:
         store.clean_staging(spec.alias)
-        source: Source = open_source(spec, registry_dir=registry_dir, **(source_options or {}))
+        source: Source = open_source(spec, registry_dir=registry_dir, **options)
         revision = source.revision(spec)
         live = store.find_current(spec.alias, revision, export)
         if live is not None:  # another writer finished it while we waited, or an unpinned file source
             return ModelResult(alias=spec.alias, status=ModelStatus.CURRENT, revision=revision, live_revision=live.path.name)
+        complete = store.find_published(spec.alias, revision, export)
+        if complete is not None:
+            # moved into place by a run that died before the CURRENT swap (or an earlier pin):
+            # it is verified, so make it live without touching the source
+            observer.step(spec.alias, "publish")
+            published = store.activate(spec.alias, complete)
+            removed = store.gc(spec.alias, settings.gc_grace_seconds)
+            return ModelResult(
+                alias=spec.alias,
+                status=ModelStatus.PUBLISHED,
+                revision=revision,
+                live_revision=published.path.name,
+                reason=f"re-activated the complete revision {complete} already in the store; nothing fetched",
+                removed=removed,
+                timings={"total_s": round(time.perf_counter() - started, 3)},
+            )
         observer.step(spec.alias, "fetch")
         source_dir = store.new_staging(spec.alias)
         t0 = time.perf_counter()
@@ -156,6 +195,7 @@ def warm_one(
             parity=compiled.parity,
             info=compiled.info,
             timings={"fetch_s": round(fetch_s, 3), **compiled.timings},
+            source_files=fetched.files,
         )
         published = store.publish(out_dir / "model", manifest)
         removed = store.gc(spec.alias, settings.gc_grace_seconds)
@@ -168,7 +208,7 @@ def warm_one(
             bytes_downloaded=fetched.bytes_downloaded,
             timings=timings,
             parity=compiled.parity,
-            reason=f"removed old revisions {removed}" if removed else None,
+            removed=removed,
         )
     except LockHeld as exc:
         return ModelResult(alias=spec.alias, status=ModelStatus.LOCKED, reason=str(exc), live_revision=store.current_name(spec.alias))

@@ -39,11 +39,14 @@ def warmup_from_settings(
 
 
 def emit_metrics(result: WarmupResult) -> None:
-    """EMF metrics for one run: the ModelsFailed alarm watches these."""
+    """EMF metrics for one run (every count is emitted, zeros included, so the ModelsFailed
+    alarm sees data on every run): warmed, skipped, failed, deferred, locked, bytes
+    downloaded and export seconds."""
     metrics.add_metric(name="ModelsWarmed", unit=MetricUnit.Count, value=result.count(ModelStatus.PUBLISHED))
     metrics.add_metric(name="ModelsSkipped", unit=MetricUnit.Count, value=result.count(ModelStatus.CURRENT))
     metrics.add_metric(name="ModelsFailed", unit=MetricUnit.Count, value=result.count(ModelStatus.FAILED))
     metrics.add_metric(name="ModelsDeferred", unit=MetricUnit.Count, value=result.count(ModelStatus.DEFERRED))
+    metrics.add_metric(name="ModelsLocked", unit=MetricUnit.Count, value=result.count(ModelStatus.LOCKED))
     metrics.add_metric(name="BytesDownloaded", unit=MetricUnit.Bytes, value=sum(m.bytes_downloaded for m in result.models))
     export_s = sum(m.timings.get("export_s", 0.0) for m in result.models)
     metrics.add_metric(name="ExportSeconds", unit=MetricUnit.Seconds, value=export_s)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from hflambda.errors import SourceError
 from hflambda.registry import ModelSpec
+from hflambda.store import FileEntry
 
-__all__ = ["FetchedSource", "Source", "open_source"]
+__all__ = ["ALLOW_PATTERNS", "FetchedSource", "ProgressCallback", "Source", "open_source"]
+
+# called with (bytes fetched and verified so far, total bytes of the revision)
+ProgressCallback = Callable[[int, int], None]
 
 # what exporters read; weights in safetensors preferred
 ALLOW_PATTERNS = [
@@ -37,6 +42,8 @@ class FetchedSource:
     path: Path
     revision: str
     bytes_downloaded: int = 0
+    # the source files as fetched and verified (name -> size, sha256); empty for local folders
+    files: dict[str, FileEntry] = field(default_factory=dict)
 
 
 class Source(Protocol):
@@ -103,8 +110,13 @@ class PackageSource(LocalFolderSource):
         super().__init__("file://" + str(getter()))
 
 
-def open_source(spec: ModelSpec, *, registry_dir: Path | None = None, **options: object) -> Source:
-    """The source backend for ``spec.source_uri``."""
+def open_source(spec: ModelSpec, *, registry_dir: Path | None = None, **options: Any) -> Source:
+    """The source backend for ``spec.source_uri``.
+
+    ``options`` go to the remote backends (hf://, s3://), which ignore the ones they do not
+    use: ``settings``, ``remaining_seconds``, ``token``, ``retry``, ``progress``,
+    ``endpoint`` (hub), ``s3_client`` (s3).
+    """
     uri = spec.source_uri
     if uri.startswith("file://"):
         return LocalFolderSource(uri, registry_dir)
@@ -113,9 +125,9 @@ def open_source(spec: ModelSpec, *, registry_dir: Path | None = None, **options:
     if uri.startswith("hf://"):
         from hflambda.warmup.hub import HubSource
 
-        return HubSource(uri, **options)  # type: ignore[arg-type]
+        return HubSource(uri, **options)
     if uri.startswith("s3://"):
         from hflambda.warmup.s3 import S3Source
 
-        return S3Source(uri, **options)  # type: ignore[arg-type]
+        return S3Source(uri, **options)
     raise SourceError(f"models.{spec.alias}.source: unsupported scheme in {uri!r}")

@@ -28,12 +28,13 @@ class ModelResult(BaseModel):
     alias: str
     status: ModelStatus
     revision: str | None = None
-    live_revision: str | None = Field(None, description="What CURRENT names after this run.")
+    live_revision: str | None = Field(default=None, description="What CURRENT names after this run.")
     reason: str | None = None
-    error: str | None = Field(None, description="Error type code when failed.")
+    error: str | None = Field(default=None, description="Error type code when failed.")
     timings: dict[str, float] = Field(default_factory=dict)
     bytes_downloaded: int = 0
     parity: dict[str, Any] = Field(default_factory=dict)
+    removed: list[str] = Field(default_factory=list, description="Old revisions garbage-collected by this run.")
 
 
 class WarmupResult(BaseModel):
