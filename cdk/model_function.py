@@ -1,0 +1,151 @@
+"""One hflambda function: a container image built from the repo root, in the VPC, on the store.
+
+The image asset includes only what that function's Dockerfile copies (an allow-list), so a
+change to another function's code does not rebuild or redeploy this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Size
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cdk import nag
+from cdk.config import REPO_ROOT, DeployConfig, log_retention
+from cdk.storage import MODEL_STORE_MOUNT
+
+# Requirement set each function's image installs (requirements/<set>.txt).
+REQUIREMENTS = {"predict": "serve", "index": "serve", "warmup": "warmup"}
+IMAGE_REGISTRY_PATH = "/var/task/models.toml"  # where every Dockerfile puts the registry
+
+
+def image_asset_files(function: str, registry: str) -> list[str]:
+    """Docker-ignore style allow-list of the repo files ``function``'s image needs."""
+    return [
+        "*",
+        f"!requirements/{REQUIREMENTS[function]}.txt",
+        f"!{registry}",
+        "!layers/hflambda",
+        "!functions/__init__.py",
+        f"!functions/{function}",
+        "**/__pycache__",
+        "**/*.pyc",
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreMount:
+    """Where the model store is and how a function reaches it."""
+
+    vpc: ec2.IVpc
+    file_system: efs.FileSystem
+    access_point: efs.IAccessPoint
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSizing:
+    memory_mb: int
+    timeout: Duration
+    ephemeral_mb: int = 512
+    reserved_concurrency: int | None = None
+
+
+class ModelFunction(Construct):
+    """A ``DockerImageFunction`` for ``functions/<name>`` with its log group and store mount."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        config: DeployConfig,
+        sizing: FunctionSizing,
+        environment: dict[str, str],
+        store: StoreMount,
+        subnets: ec2.SubnetSelection,
+        writable_store: bool,
+        description: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        arm = config.architecture == "arm64"
+        code = lambda_.DockerImageCode.from_image_asset(
+            str(REPO_ROOT),
+            file=f"functions/{name}/Dockerfile",
+            exclude=image_asset_files(name, config.registry_in_repo),
+            ignore_mode=IgnoreMode.DOCKER,  # allow-list semantics: '*' then '!keep'
+            build_args={"REGISTRY_FILE": config.registry_in_repo},
+            platform=ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64,
+            cmd=[f"functions.{name}.handler.handler"],
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Read-only unless told otherwise. FileSystem.from_efs_access_point would also grant
+        # ClientWrite, so the mount is declared with exactly the IAM actions this function needs.
+        actions = ["elasticfilesystem:ClientMount"]
+        if writable_store:
+            actions.append("elasticfilesystem:ClientWrite")
+        file_system, access_point = store.file_system, store.access_point
+        mount = lambda_.FileSystem(
+            arn=access_point.access_point_arn,
+            local_mount_path=MODEL_STORE_MOUNT,
+            connections=file_system.connections,
+            dependency=[file_system.mount_targets_available],
+            policies=[
+                iam.PolicyStatement(
+                    actions=actions,
+                    resources=[file_system.file_system_arn],
+                    conditions={
+                        "StringEquals": {"elasticfilesystem:AccessPointArn": access_point.access_point_arn}
+                    },
+                )
+            ],
+        )
+        self.function: lambda_.DockerImageFunction = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            description=description,
+            code=code,
+            architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
+            memory_size=sizing.memory_mb,
+            timeout=sizing.timeout,
+            ephemeral_storage_size=Size.mebibytes(sizing.ephemeral_mb),
+            reserved_concurrent_executions=sizing.reserved_concurrency,
+            environment=environment,
+            vpc=store.vpc,
+            vpc_subnets=subnets,
+            filesystem=mount,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            recursive_loop=lambda_.RecursiveLoop.TERMINATE,
+        )
+        role = self.function.role
+        assert role is not None
+        nag.acknowledge_many(
+            role,
+            [
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaVPCAccessExecutionRole]",
+            ],
+            "AWS-maintained minimal Lambda policies: writing to the function's own log group and "
+            "managing the ENIs a VPC function needs. Writing them by hand would only drift.",
+        )
+        nag.acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no "
+            "resource-level permissions, so X-Ray requires Resource '*'.",
+        )

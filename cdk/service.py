@@ -1,0 +1,241 @@
+"""Service: the three functions composed with the network and storage, and every grant.
+
+Read this file to know who may touch what:
+
+| function | model store (EFS) | vectors bucket | index queue | HF token secret | internet |
+|----------|-------------------|----------------|-------------|-----------------|----------|
+| predict  | ClientMount (read-only) | read | send | no | no |
+| index    | ClientMount (read-only) | read/write | consume (event source) | no | no |
+| warmup   | ClientMount + ClientWrite | no | no | read | Hub via NAT (unless nat_mode=none) |
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack, triggers
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from constructs import Construct
+
+from cdk import nag
+from cdk.config import DeployConfig
+from cdk.model_function import IMAGE_REGISTRY_PATH, FunctionSizing, ModelFunction, StoreMount
+from cdk.predict_api import PredictApi
+from cdk.storage import MODEL_STORE_MOUNT, VECTORS_PREFIX, StorageStack, vectors_bucket_name
+from hflambda.settings import env_name
+
+METRICS_NAMESPACE = "hflambda"
+
+
+def settings_env(**values: str) -> dict[str, str]:
+    """``HFLAMBDA_*`` variables named from the settings class, so a renamed field breaks synth."""
+    return {env_name(field): value for field, value in values.items()}
+
+
+def powertools_env(service: str) -> dict[str, str]:
+    return {"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+
+
+class VectorsAccess:
+    """Least-privilege access to the LanceDB prefix of the vectors bucket.
+
+    LanceDB (object_store) reads with GET/HEAD and LIST, writes with PUT (multipart uploads
+    included) and DELETE, and aborts multipart uploads it gives up on; nothing else.
+    """
+
+    def __init__(self, config: DeployConfig) -> None:
+        self.bucket_arn = f"arn:{Aws.PARTITION}:s3:::{vectors_bucket_name(config)}"
+        self.objects_arn = f"{self.bucket_arn}/{VECTORS_PREFIX}/*"
+        # The same ARN as cdk-nag prints it (pseudo parameters in angle brackets).
+        nag_bucket = vectors_bucket_name(config, account="<AWS::AccountId>", region="<AWS::Region>")
+        self._nag_objects = f"arn:<AWS::Partition>:s3:::{nag_bucket}/{VECTORS_PREFIX}/*"
+
+    def _list(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[self.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [VECTORS_PREFIX, f"{VECTORS_PREFIX}/*"]}},
+        )
+
+    def _acknowledge(self, function: lambda_.IFunction) -> None:
+        nag.acknowledge(
+            function.role or function,
+            f"AwsSolutions-IAM5[Resource::{self._nag_objects}]",
+            "LanceDB stores each table as many objects under the vectors/ prefix; the grant is "
+            "limited to that prefix of the one vectors bucket.",
+        )
+
+    def allow_read(self, function: lambda_.IFunction) -> None:
+        function.add_to_role_policy(self._list())
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.objects_arn])
+        )
+        self._acknowledge(function)
+
+    def allow_read_write(self, function: lambda_.IFunction) -> None:
+        function.add_to_role_policy(self._list())
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[self.objects_arn],
+            )
+        )
+        self._acknowledge(function)
+
+
+class ServiceStack(Stack):
+    """predict + HTTP API, index + SQS event source, warmup + schedule + after-deploy run."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        vpc: ec2.IVpc,
+        serving_subnets: ec2.SubnetSelection,
+        warmup_subnets: ec2.SubnetSelection,
+        storage: StorageStack,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        common = settings_env(model_store=MODEL_STORE_MOUNT, registry=IMAGE_REGISTRY_PATH, profile="aws")
+        store = StoreMount(vpc=vpc, file_system=storage.file_system, access_point=storage.access_point)
+
+        # --- predict ------------------------------------------------------------------------
+        auth = settings_env(
+            auth_issuer=config.auth_issuer,
+            # The app checks one audience; API Gateway already enforced the list.
+            auth_audience=config.auth_audience[0],
+        )
+        if config.auth_authorized_parties:
+            auth |= settings_env(auth_authorized_parties=",".join(config.auth_authorized_parties))
+        self.predict_parts = ModelFunction(
+            self,
+            "Predict",
+            name="predict",
+            description="hflambda predict API (FastAPI + Mangum); reads models from EFS read-only",
+            config=config,
+            sizing=FunctionSizing(
+                memory_mb=config.predict_memory_mb, timeout=Duration.seconds(config.predict_timeout_s)
+            ),
+            environment=common
+            | auth
+            | settings_env(index_queue_url=storage.index_queue.queue_url, vector_uri=storage.vector_uri)
+            | powertools_env("predict"),
+            subnets=serving_subnets,
+            writable_store=False,
+            store=store,
+        )
+        self.predict = self.predict_parts.function
+        self.predict_live = lambda_.Alias(
+            self,
+            "PredictLive",
+            alias_name="live",
+            version=self.predict.current_version,
+            provisioned_concurrent_executions=config.predict_provisioned_concurrency or None,
+        )
+        self.api = PredictApi(self, "Api", config=config, handler=self.predict_live)
+
+        # --- index --------------------------------------------------------------------------
+        self.index_parts = ModelFunction(
+            self,
+            "Index",
+            name="index",
+            description="hflambda index: embeds queued documents into the vector store",
+            config=config,
+            sizing=FunctionSizing(
+                memory_mb=config.index_memory_mb, timeout=Duration.seconds(config.index_timeout_s)
+            ),
+            environment=common | settings_env(vector_uri=storage.vector_uri) | powertools_env("index"),
+            subnets=serving_subnets,
+            writable_store=False,
+            store=store,
+        )
+        self.index = self.index_parts.function
+        self.index.add_event_source(
+            sources.SqsEventSource(
+                storage.index_queue,
+                batch_size=config.index_batch_size,
+                max_batching_window=Duration.seconds(config.index_batching_window_s),
+                report_batch_item_failures=True,  # one bad message never fails its batch-mates
+                max_concurrency=config.index_max_concurrency,
+            )
+        )
+
+        # --- warmup -------------------------------------------------------------------------
+        token_secret = config.hf_token_secret_name or storage.hf_token.secret_arn
+        warmup_env = common | settings_env(hf_token_secret=token_secret) | powertools_env("warmup")
+        if config.hf_endpoint:
+            warmup_env |= settings_env(hf_endpoint=config.hf_endpoint)
+        warmup_env["HF_HOME"] = "/tmp/huggingface"  # the only writable place besides the store
+        self.warmup_parts = ModelFunction(
+            self,
+            "Warmup",
+            name="warmup",
+            description="hflambda warmup: pinned Hub revisions -> ONNX -> model store (sole writer)",
+            config=config,
+            sizing=FunctionSizing(
+                memory_mb=config.warmup_memory_mb,
+                timeout=Duration.seconds(DeployConfig.WARMUP_TIMEOUT_S),
+                ephemeral_mb=config.warmup_ephemeral_mb,
+                reserved_concurrency=DeployConfig.WARMUP_RESERVED_CONCURRENCY,
+            ),
+            environment=warmup_env,
+            subnets=warmup_subnets,
+            writable_store=True,
+            store=store,
+        )
+        self.warmup = self.warmup_parts.function
+        # A crashed run is not retried by Lambda: the schedule runs it again, and a retry
+        # would only queue behind the reserved concurrency of 1.
+        self.warmup.configure_async_invoke(retry_attempts=0, max_event_age=Duration.hours(1))
+        events.Rule(
+            self,
+            "WarmupSchedule",
+            description="Re-run hflambda warmup (no-op when every pinned model is current)",
+            schedule=events.Schedule.expression(config.warmup_schedule),
+            targets=[targets.LambdaFunction(self.warmup, retry_attempts=2, max_event_age=Duration.hours(1))],
+        )
+        # Once after each deploy that changes warmup (image, registry or settings). Asynchronous:
+        # a first warmup can take minutes, and its outcome is reported by metric and alarm.
+        triggers.Trigger(
+            self,
+            "WarmupAfterDeploy",
+            handler=self.warmup,
+            invocation_type=triggers.InvocationType.EVENT,
+            execute_on_handler_change=True,
+        )
+
+        # --- grants: the whole access matrix (see the module docstring) ----------------------
+        storage.index_queue.grant_send_messages(self.predict)
+        vectors = VectorsAccess(config)
+        vectors.allow_read(self.predict)
+        vectors.allow_read_write(self.index)
+        storage.hf_token.grant_read(self.warmup)
+        if config.model_mirror_bucket:
+            mirror_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_mirror_bucket}"
+            self.warmup.add_to_role_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[mirror_arn])
+            )
+            self.warmup.add_to_role_policy(
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{mirror_arn}/*"])
+            )
+            nag.acknowledge(
+                self.warmup.role or self.warmup,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{config.model_mirror_bucket}/*]",
+                "Warmup reads model snapshots from the operator's mirror bucket (model_mirror_bucket): "
+                "read-only, objects of that one bucket.",
+            )
+
+        CfnOutput(self, "ApiUrl", value=self.api.url)
+        CfnOutput(self, "PredictFunctionName", value=self.predict.function_name)
+        CfnOutput(self, "IndexFunctionName", value=self.index.function_name)
+        CfnOutput(self, "WarmupFunctionName", value=self.warmup.function_name)
+        CfnOutput(self, "PredictLogGroup", value=self.predict_parts.log_group.log_group_name)
+        CfnOutput(self, "IndexLogGroup", value=self.index_parts.log_group.log_group_name)
+        CfnOutput(self, "WarmupLogGroup", value=self.warmup_parts.log_group.log_group_name)
+        CfnOutput(self, "ApiAccessLogGroup", value=self.api.access_logs.log_group_name)
