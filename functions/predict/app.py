@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from functions.predict import errors
-from functions.predict.routers import chat, embeddings, health, predict
+from functions.predict.routers import chat, documents, embeddings, health, predict, search
 from hflambda.engines import get_pool
 from hflambda.settings import get_settings
 from hflambda.telemetry import MetricUnit, logger, metrics
@@ -34,7 +34,7 @@ async def _body_limit(request: Request, call_next: Callable[[Request], Awaitable
         return errors.error_response(request, 413, "payload_too_large", f"request body is {length} bytes; the limit is {limit} (HFLAMBDA_MAX_BODY_BYTES)")
     return await call_next(request)
 
-for module in (health, embeddings, predict, chat):
+for module in (health, embeddings, predict, chat, documents, search):
     app.include_router(module.router)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
@@ -18,4 +18,4 @@ _asgi = Mangum(app, lifespan="off")
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Hand the API Gateway event to the FastAPI app through Mangum."""
-    return _asgi(event, context)
+    return _asgi(event, cast(Any, context))  # Mangum's own LambdaContext protocol

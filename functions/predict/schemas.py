@@ -305,3 +305,83 @@ class ChatCompletionResponse(BaseModel):
     usage: ChatUsage
     system_fingerprint: str | None = None
     hflambda: ChatTrace
+
+
+# --- documents and search (index queue, vector store) ------------------------------------
+
+MAX_DOCUMENTS_PER_REQUEST = 100
+"""Most documents one ``POST /v1/documents`` accepts (more: 413)."""
+
+FilterScalar = str | int | float | bool | None
+
+
+class DocumentIn(BaseModel):
+    """A document to index for the caller: id (unique per caller), text, JSON metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=512, description="Document id, unique per caller; re-sending it replaces the document.")
+    text: str = Field(min_length=1, pattern=r"\S", description="Text to embed (long texts are chunked by tokens).")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="JSON object kept with the document; scalar values (and lists of them) can be filtered on in search."
+    )
+
+
+class DocumentsRequest(BaseModel):
+    """``POST /v1/documents``: documents to index (queued; searchable once the index function ran)."""
+
+    documents: list[DocumentIn] = Field(
+        min_length=1, description=f"1 to {MAX_DOCUMENTS_PER_REQUEST} documents (more: 413)."
+    )
+
+
+class DocumentStatus(BaseModel):
+    """What happened to one document of the request."""
+
+    id: str
+    status: Literal["queued", "failed"]
+    message_id: str | None = Field(None, description="SQS message id when queued.")
+    error: str | None = Field(None, description="Why SQS did not accept it: '<code>: <message>'.")
+
+
+class DocumentsAccepted(BaseModel):
+    """202: per document, queued or failed (failed ones can be re-sent)."""
+
+    queued: int
+    failed: int
+    documents: list[DocumentStatus]
+
+
+class SearchRequest(BaseModel):
+    """``POST /v1/search``: semantic search within the caller's own documents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=8192, pattern=r"\S", description="What to look for.")
+    top_k: int = Field(10, ge=1, le=100, description="Documents to return (1-100).")
+    filter: dict[str, FilterScalar | list[FilterScalar]] | None = Field(
+        None,
+        description="Metadata equality filter: every key must match; a list value means any of them; "
+        "a document whose metadata value is a list matches when the list contains the value.",
+    )
+
+
+class SearchResult(BaseModel):
+    """One matching document, represented by its best-matching chunk."""
+
+    id: str = Field(description="Document id.")
+    score: float = Field(description="Cosine similarity of the query and the chunk (higher is closer).")
+    text: str = Field(description="The best-matching chunk's text.")
+    chunk: int
+    start: int = Field(description="Chunk start offset in the document text (characters).")
+    end: int = Field(description="Chunk end offset (exclusive).")
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    """Results, best first, from vectors of the live embedding model revision only."""
+
+    object: Literal["list"] = "list"
+    model: str
+    revision: str
+    data: list[SearchResult]

@@ -7,10 +7,14 @@ import base64
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool, SettingsDep
-from functions.predict.schemas import EmbeddingItem, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, ErrorResponse
-from hflambda.engines import Embedder
+from functions.predict.schemas import (
+    EmbeddingItem,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ErrorResponse,
+)
 from hflambda.errors import BadInput, PayloadTooLarge
-from hflambda.registry import Task
 from hflambda.telemetry import record_inference
 
 router = APIRouter(tags=["embeddings"])
@@ -26,7 +30,7 @@ def create_embeddings(body: EmbeddingRequest, pool: Pool, settings: SettingsDep,
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     if len(texts) > settings.max_batch:
         raise PayloadTooLarge(f"input has {len(texts)} texts; the limit is {settings.max_batch} per request", field="input")
-    embedder = pool.typed(body.model, Task.EMBEDDINGS, Embedder)
+    embedder = pool.embedder(body.model)
     if body.dimensions is not None and body.dimensions != embedder.dimensions:
         raise BadInput(f"dimensions={body.dimensions} is not supported by {body.model!r}, which produces {embedder.dimensions}", field="dimensions")
     with record_inference(body.model, len(texts)):

@@ -6,8 +6,13 @@ from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool, SettingsDep
 from functions.predict.routers.embeddings import ERRORS
-from functions.predict.schemas import ClassificationOutput, EmbeddingOutput, LabelScore, PredictRequest, PredictResponse
-from hflambda.engines import Embedder, TextClassifier
+from functions.predict.schemas import (
+    ClassificationOutput,
+    EmbeddingOutput,
+    LabelScore,
+    PredictRequest,
+    PredictResponse,
+)
 from hflambda.errors import BadInput, PayloadTooLarge
 from hflambda.registry import Task
 from hflambda.telemetry import record_inference
@@ -23,7 +28,7 @@ def predict(alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep,
     spec = pool.registry.get(alias)
     with record_inference(alias, len(body.inputs)):
         if spec.task == Task.TEXT_CLASSIFICATION:
-            classifier = pool.typed(alias, Task.TEXT_CLASSIFICATION, TextClassifier)
+            classifier = pool.classifier(alias)
             results = classifier.classify(list(body.inputs), top_k=body.top_k, truncate=body.truncate)
             return ClassificationOutput(
                 model=alias,
@@ -31,7 +36,7 @@ def predict(alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep,
                 predictions=[[LabelScore(label=label, score=score) for label, score in row] for row in results],
             )
         if spec.task == Task.EMBEDDINGS:
-            embedder = pool.typed(alias, Task.EMBEDDINGS, Embedder)
+            embedder = pool.embedder(alias)
             vectors = embedder.embed(list(body.inputs), truncate=body.truncate)
             return EmbeddingOutput(model=alias, revision=embedder.model.revision, dimensions=embedder.dimensions, embeddings=vectors.tolist())
     raise BadInput(

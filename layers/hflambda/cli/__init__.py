@@ -34,7 +34,6 @@ def _root(
     """Serve Hugging Face models from AWS Lambda: compile at warmup, serve lean."""
     import logging
     import os
-    import sys
 
     from hflambda.telemetry import logger
 
@@ -47,6 +46,7 @@ def _root(
 # command modules register themselves on ``app`` when imported
 from hflambda.cli import auth_cmds as _auth_cmds  # noqa: E402,F401
 from hflambda.cli import dev_cmds as _dev_cmds  # noqa: E402,F401
+from hflambda.cli import index_cmds as _index_cmds  # noqa: E402,F401
 from hflambda.cli import registry_cmds as _registry_cmds  # noqa: E402,F401
 from hflambda.cli import warmup_cmds as _warmup_cmds  # noqa: E402,F401
 

@@ -32,7 +32,7 @@ def _summary(console: Console, info: dict[str, object], token: str) -> None:
     console.print("[bold]dev token[/bold] (sub=alice, also: hflambda token --sub alice):")
     console.print(token, soft_wrap=True, highlight=False)
     console.print("\n[bold]try it[/bold]:")
-    console.print(f"export TOKEN=$(.venv/bin/hflambda token --sub alice)", soft_wrap=True, highlight=False, markup=False)
+    console.print("export TOKEN=$(.venv/bin/hflambda token --sub alice)", soft_wrap=True, highlight=False, markup=False)
     console.print(
         f"curl -s {api}/v1/embeddings -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
         "-d '{\"input\":[\"hello\"],\"model\":\"embed\"}'",

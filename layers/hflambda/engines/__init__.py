@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from hflambda.engines.base import ClassificationResult, Embedder, Engine, TextClassifier
 from hflambda.errors import HflambdaError, ModelNotReady
@@ -23,10 +23,10 @@ from hflambda.settings import Settings, get_settings
 from hflambda.store import ModelStore, PublishedModel
 
 __all__ = [
+    "LOADERS",
     "ClassificationResult",
     "Embedder",
     "Engine",
-    "LOADERS",
     "ModelPool",
     "TextClassifier",
     "get_pool",
@@ -48,13 +48,19 @@ def _load_classifier(spec: ModelSpec, model: PublishedModel, settings: Settings)
     return OnnxClassifier(model, max_tokens=spec.max_tokens, threads=settings.ort_threads)
 
 
-# task -> how to load a published model of that task (generation registers its own)
+def _load_generator(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Any:
+    from hflambda.generation.local import LocalChatEngine
+
+    return LocalChatEngine(spec, model, threads=settings.ort_threads)
+
+
+# task -> how to load a published model of that task
 LOADERS: dict[Task, Loader] = {
     Task.EMBEDDINGS: _load_embedder,
     Task.TEXT_CLASSIFICATION: _load_classifier,
+    Task.TEXT_GENERATION: _load_generator,
 }
 
-E = TypeVar("E")
 
 
 @dataclass
@@ -94,9 +100,17 @@ class ModelPool:
                 return engine
             return self._load(spec)
 
-    def typed(self, alias: str, task: Task, kind: type[E]) -> E:
-        """``get`` with a task check and a static type for the caller."""
-        return cast(E, self.get(alias, task))
+    def typed(self, alias: str, task: Task, kind: Any) -> Any:
+        """``get`` with a task check (kind documents the expected engine type)."""
+        return self.get(alias, task)
+
+    def embedder(self, alias: str) -> Embedder:
+        """The embeddings engine for ``alias`` (ModelNotFound if it is another task)."""
+        return cast(Embedder, self.get(alias, Task.EMBEDDINGS))
+
+    def classifier(self, alias: str) -> TextClassifier:
+        """The text-classification engine for ``alias``."""
+        return cast(TextClassifier, self.get(alias, Task.TEXT_CLASSIFICATION))
 
     def _still_current(self, alias: str, engine: Any) -> bool:
         # a new revision published by warmup is picked up on the next request
