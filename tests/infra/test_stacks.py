@@ -1,0 +1,423 @@
+"""The deployment's promises, pinned on the synthesized templates (one synth per session)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synthesized
+
+pytestmark = pytest.mark.infra
+
+HANDLERS = {
+    "predict": "functions.predict.handler.handler",
+    "index": "functions.index.handler.handler",
+    "warmup": "functions.warmup.handler.handler",
+}
+
+
+# --- helpers over raw template JSON -------------------------------------------------------
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def function(synth: Synthesized, name: str) -> tuple[str, dict[str, Any]]:
+    """(logical id, properties) of the Lambda function running ``name``'s handler."""
+    service = synth.stack("Service")
+    found = [
+        (logical_id, res["Properties"])
+        for logical_id, res in resources(service, "AWS::Lambda::Function").items()
+        if res["Properties"].get("ImageConfig", {}).get("Command") == [HANDLERS[name]]
+    ]
+    assert len(found) == 1, f"expected one {name} function, found {len(found)}"
+    return found[0]
+
+
+def role_statements(synth: Synthesized, name: str) -> list[dict[str, Any]]:
+    """Every identity-policy statement attached to ``name``'s execution role."""
+    service = synth.stack("Service")
+    _, props = function(synth, name)
+    role_id = props["Role"]["Fn::GetAtt"][0]
+    statements = []
+    for policy in resources(service, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    role = service["Resources"][role_id]["Properties"]
+    for inline in role.get("Policies", []):
+        statements += inline["PolicyDocument"]["Statement"]
+    return statements
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    out: set[str] = set()
+    for statement in statements:
+        if statement.get("Effect", "Allow") != "Allow":
+            continue
+        acts = statement["Action"]
+        out |= {acts} if isinstance(acts, str) else set(acts)
+    return out
+
+
+def walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+# --- model store: read-only for serving --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["predict", "index"])
+def test_serving_functions_mount_the_store_read_only(synthesized: Synthesized, name: str) -> None:
+    granted = {a for a in actions(role_statements(synthesized, name)) if a.startswith("elasticfilesystem:")}
+    assert granted == {"elasticfilesystem:ClientMount"}
+    _, props = function(synthesized, name)
+    assert [c["LocalMountPath"] for c in props["FileSystemConfigs"]] == ["/mnt/models"]
+
+
+def test_warmup_is_the_only_store_writer(synthesized: Synthesized) -> None:
+    granted = actions(role_statements(synthesized, "warmup"))
+    assert {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"} <= granted
+    assert "elasticfilesystem:ClientRootAccess" not in granted
+    for name in ("predict", "index"):
+        assert "elasticfilesystem:ClientWrite" not in actions(role_statements(synthesized, name))
+
+
+def test_store_mount_is_pinned_to_the_access_point(synthesized: Synthesized) -> None:
+    for name in HANDLERS:
+        efs_statements = [
+            s
+            for s in role_statements(synthesized, name)
+            if "elasticfilesystem:ClientMount" in str(s["Action"])
+        ]
+        assert efs_statements and all(
+            "elasticfilesystem:AccessPointArn" in s["Condition"]["StringEquals"] for s in efs_statements
+        )
+
+
+def test_file_system_policy_makes_iam_decide_and_grants_nobody_write(synthesized: Synthesized) -> None:
+    from aws_cdk.assertions import Match
+
+    storage = synthesized.template("Storage")
+    storage.has_resource_properties(
+        "AWS::EFS::FileSystem",
+        {"Encrypted": True, "ThroughputMode": "elastic", "FileSystemPolicy": Match.object_like({})},
+    )
+    (fs,) = resources(synthesized.stack("Storage"), "AWS::EFS::FileSystem").values()
+    for statement in fs["Properties"]["FileSystemPolicy"]["Statement"]:
+        principal = statement["Principal"]
+        # Never the anonymous "anyone on the network" grant CDK adds by default.
+        assert principal != "*" and principal.get("AWS") != "*", statement
+        assert "elasticfilesystem:ClientRootAccess" not in str(statement["Action"])
+    storage.has_resource_properties(
+        "AWS::EFS::AccessPoint",
+        {
+            "PosixUser": {"Uid": "1001", "Gid": "1001"},
+            "RootDirectory": Match.object_like({"Path": "/models"}),
+        },
+    )
+
+
+# --- API ---------------------------------------------------------------------------------
+
+
+def test_jwt_authorizer_on_every_route_but_health(synthesized: Synthesized) -> None:
+    service = synthesized.stack("Service")
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources(service, "AWS::ApiGatewayV2::Route").values()
+    }
+    assert "GET /health" in routes and len(routes) >= 2
+    for key, route in routes.items():
+        if key == "GET /health":
+            assert route["AuthorizationType"] == "NONE"
+        else:
+            assert route["AuthorizationType"] == "JWT", key
+            assert "AuthorizerId" in route, key
+    (authorizer,) = resources(service, "AWS::ApiGatewayV2::Authorizer").values()
+    jwt = authorizer["Properties"]["JwtConfiguration"]
+    assert jwt["Issuer"].startswith("https://") and jwt["Audience"]
+
+
+def test_api_uses_payload_v2_stage_throttling_and_access_logs(synthesized: Synthesized) -> None:
+    from aws_cdk.assertions import Match
+
+    service = synthesized.template("Service")
+    service.has_resource_properties(
+        "AWS::ApiGatewayV2::Integration", {"IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0"}
+    )
+    service.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AccessLogSettings": {
+                "DestinationArn": Match.any_value(),
+                "Format": Match.string_like_regexp("requestId"),
+            },
+            "DefaultRouteSettings": {
+                "ThrottlingRateLimit": Match.any_value(),
+                "ThrottlingBurstLimit": Match.any_value(),
+            },
+        },
+    )
+
+
+# --- index queue --------------------------------------------------------------------------
+
+
+def test_queue_visibility_is_six_times_index_timeout_with_dlq(synthesized: Synthesized) -> None:
+    storage = synthesized.stack("Storage")
+    _, index = function(synthesized, "index")
+    queues = resources(storage, "AWS::SQS::Queue")
+    with_redrive = [q["Properties"] for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(with_redrive) == 1
+    queue = with_redrive[0]
+    assert queue["VisibilityTimeout"] >= 6 * index["Timeout"]
+    dlq_id = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert dlq_id in queues and queue["RedrivePolicy"]["maxReceiveCount"] >= 1
+    for q in queues.values():  # SSE on both
+        assert q["Properties"].get("SqsManagedSseEnabled") is True
+
+
+def test_index_event_source_reports_partial_failures_and_caps_concurrency(synthesized: Synthesized) -> None:
+    from aws_cdk.assertions import Match
+
+    index_id, _ = function(synthesized, "index")
+    synthesized.template("Service").has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionName": {"Ref": index_id},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": Match.any_value()},
+            "BatchSize": Match.any_value(),
+            "MaximumBatchingWindowInSeconds": Match.any_value(),
+        },
+    )
+
+
+def test_predict_may_send_to_the_queue_and_index_may_not_write_the_store(synthesized: Synthesized) -> None:
+    assert "sqs:SendMessage" in actions(role_statements(synthesized, "predict"))
+    assert "sqs:SendMessage" not in actions(role_statements(synthesized, "warmup"))
+
+
+# --- warmup -------------------------------------------------------------------------------
+
+
+def test_warmup_runs_alone_for_up_to_15_minutes_on_a_schedule_and_after_deploy(
+    synthesized: Synthesized,
+) -> None:
+    warmup_id, warmup = function(synthesized, "warmup")
+    assert warmup["ReservedConcurrentExecutions"] == 1
+    assert warmup["Timeout"] == 900
+    service = synthesized.stack("Service")
+    rules = [r["Properties"] for r in resources(service, "AWS::Events::Rule").values()]
+    assert any(
+        t["Arn"] == {"Fn::GetAtt": [warmup_id, "Arn"]}
+        for r in rules
+        if "ScheduleExpression" in r
+        for t in r["Targets"]
+    )
+    triggers = resources(service, "Custom::Trigger")
+    assert len(triggers) == 1
+    (trigger,) = triggers.values()
+    version = service["Resources"][trigger["Properties"]["HandlerArn"]["Ref"]]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert version["Properties"]["FunctionName"] == {"Ref": warmup_id}
+    assert trigger["Properties"]["InvocationType"] == "Event"  # a deploy never waits on warmup
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def test_only_warmup_may_read_the_hf_token(synthesized: Synthesized) -> None:
+    for name in ("predict", "index"):
+        assert not any(a.startswith("secretsmanager:") for a in actions(role_statements(synthesized, name)))
+    assert "secretsmanager:GetSecretValue" in actions(role_statements(synthesized, "warmup"))
+    _, warmup = function(synthesized, "warmup")
+    assert "HFLAMBDA_HF_TOKEN_SECRET" in warmup["Environment"]["Variables"]
+    for name in ("predict", "index"):
+        _, props = function(synthesized, name)
+        assert "HFLAMBDA_HF_TOKEN_SECRET" not in props["Environment"]["Variables"]
+
+
+def test_hf_token_secret_is_created_with_instructions(synthesized: Synthesized) -> None:
+    from aws_cdk.assertions import Match
+
+    synthesized.template("Storage").has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {"Description": Match.string_like_regexp("put-secret-value"), "SecretString": "unset"},
+    )
+
+
+# --- vectors bucket -----------------------------------------------------------------------
+
+
+def test_vectors_bucket_is_encrypted_private_ssl_only_and_unversioned(synthesized: Synthesized) -> None:
+    storage = synthesized.stack("Storage")
+    buckets = {
+        k: v["Properties"]
+        for k, v in resources(storage, "AWS::S3::Bucket").items()
+        if "vectors" in json.dumps(v["Properties"].get("BucketName", ""))
+    }
+    ((bucket_id, bucket),) = buckets.items()
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket.get("VersioningConfiguration", {}).get("Status") != "Enabled"
+    policies = [
+        p["Properties"]["PolicyDocument"]
+        for p in resources(storage, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    assert any(
+        s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for doc in policies
+        for s in doc["Statement"]
+    )
+
+
+def test_vector_grants_are_read_for_predict_and_read_write_for_index(synthesized: Synthesized) -> None:
+    predict = actions(role_statements(synthesized, "predict"))
+    index = actions(role_statements(synthesized, "index"))
+    warmup = actions(role_statements(synthesized, "warmup"))
+    assert {"s3:GetObject", "s3:ListBucket"} <= predict and "s3:PutObject" not in predict
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= index
+    assert not any(a.startswith("s3:") for a in warmup)  # no mirror configured by default
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+def test_serving_subnets_have_no_route_out_and_endpoints_exist(synthesized: Synthesized) -> None:
+    network = synthesized.stack("Network")
+    routes = resources(network, "AWS::EC2::Route")
+    for route in routes.values():
+        table = route["Properties"]["RouteTableId"]["Ref"]
+        if "NatGatewayId" in route["Properties"] or "InstanceId" in route["Properties"]:
+            assert "egress" in table, f"serving route table {table} routes to a NAT"
+    endpoints = [e["Properties"] for e in resources(network, "AWS::EC2::VPCEndpoint").values()]
+    names = json.dumps([e["ServiceName"] for e in endpoints])
+    assert ".s3" in names and "sqs" in names and "secretsmanager" in names
+    _, predict = function(synthesized, "predict")
+    _, warmup = function(synthesized, "warmup")
+    assert "serving" in json.dumps(predict["VpcConfig"]["SubnetIds"])
+    assert "egress" in json.dumps(warmup["VpcConfig"]["SubnetIds"])
+
+
+def test_nat_instance_root_volume_is_encrypted(synthesized_nat_instance: Synthesized) -> None:
+    network = synthesized_nat_instance.stack("Network")
+    instances = resources(network, "AWS::EC2::Instance")
+    assert instances
+    for instance in instances.values():
+        (mapping,) = instance["Properties"]["BlockDeviceMappings"]
+        assert mapping["Ebs"]["Encrypted"] is True
+
+
+# --- environment --------------------------------------------------------------------------
+
+
+def test_function_environment_comes_from_the_settings_class(synthesized: Synthesized) -> None:
+    from hflambda.settings import Settings
+
+    known = {f"HFLAMBDA_{name.upper()}" for name in Settings.model_fields}
+    for name in HANDLERS:
+        _, props = function(synthesized, name)
+        variables = props["Environment"]["Variables"]
+        ours = {k for k in variables if k.startswith("HFLAMBDA_")}
+        assert ours <= known, ours - known
+        assert variables["HFLAMBDA_MODEL_STORE"] == "/mnt/models"
+        assert variables["HFLAMBDA_REGISTRY"] == "/var/task/models.toml"
+        assert variables["HFLAMBDA_PROFILE"] == "aws"
+        assert variables["POWERTOOLS_SERVICE_NAME"] == name
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "hflambda"
+    _, predict = function(synthesized, "predict")
+    variables = predict["Environment"]["Variables"]
+    assert {"HFLAMBDA_INDEX_QUEUE_URL", "HFLAMBDA_AUTH_ISSUER", "HFLAMBDA_AUTH_AUDIENCE"} <= set(variables)
+    assert json.dumps(variables["HFLAMBDA_VECTOR_URI"]).startswith('{"Fn::Join": ["", ["s3://')
+
+
+# --- monitoring ---------------------------------------------------------------------------
+
+
+def test_alarms_and_dashboard_exist(synthesized: Synthesized) -> None:
+    from cdk.monitoring import ALARMS
+
+    monitoring = synthesized.stack("Monitoring")
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in resources(monitoring, "AWS::CloudWatch::Alarm").values()
+    }
+    assert {name.split("-", 1)[1] for name in alarms} == set(ALARMS)
+    failed = next(a for n, a in alarms.items() if n.endswith("warmup-models-failed"))
+    assert failed["Namespace"] == "hflambda" and failed["MetricName"] == "ModelsFailed"
+    assert failed["Dimensions"] == [{"Name": "service", "Value": "warmup"}]
+    dlq = next(a for n, a in alarms.items() if n.endswith("dlq-not-empty"))
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible" and dlq["Threshold"] == 1
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"], "every alarm notifies the SNS topic"
+    assert len(resources(monitoring, "AWS::CloudWatch::Dashboard")) == 1
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def test_cdk_nag_reports_no_unacknowledged_finding(synthesized: Synthesized) -> None:
+    from cdk.check import nag_findings
+
+    findings = nag_findings(synthesized.outdir)
+    assert not findings, "\n".join(findings)
+    assert not synthesized.error, synthesized.error
+
+
+def test_every_acknowledgement_has_a_reason(synthesized: Synthesized) -> None:
+    from cdk.check import acknowledgements
+    from cdk.nag import MIN_REASON
+
+    acks = acknowledgements(synthesized.outdir)
+    ours = [a for a in acks if a["id"].startswith("AwsSolutions-")]
+    assert ours, "acknowledgements are written into template metadata"
+    for ack in ours:
+        assert re.match(r"AwsSolutions-[A-Z]+\d+", ack["id"]), ack
+        assert len(ack["reason"]) >= MIN_REASON, ack
+    for ack in acks:  # CDK's own (CloudFormation-Validate::...) carry reasons too
+        assert ack["reason"].strip(), ack
+
+
+def test_cfn_lint_reports_no_error(synthesized: Synthesized) -> None:
+    from cdk.check import lint
+
+    errors, _warnings = lint(synthesized.outdir)
+    assert not errors, "\n".join(errors)
+
+
+def test_each_image_asset_holds_only_its_function(synthesized: Synthesized) -> None:
+    assets = [p for p in synthesized.outdir.glob("asset.*") if (p / "functions").is_dir()]
+    assert len(assets) == 3
+    seen = set()
+    for asset in assets:
+        present = {p.name for p in (asset / "functions").iterdir() if p.is_dir()}
+        assert len(present) == 1, present
+        (name,) = present
+        seen.add(name)
+        assert (asset / "functions" / name / "Dockerfile").is_file()
+        assert (asset / "layers" / "hflambda" / "settings.py").is_file()
+        assert (asset / "models.toml").is_file()
+        assert {p.name for p in (asset / "requirements").iterdir()} == {
+            "warmup.txt" if name == "warmup" else "serve.txt"
+        }
+        assert not (asset / "tests").exists() and not (asset / ".venv").exists()
+    assert seen == set(HANDLERS)
