@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.hub",
     "tests.fixtures.auth",
+    "tests.fixtures.aws",
 ]

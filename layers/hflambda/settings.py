@@ -73,11 +73,23 @@ class Settings(BaseSettings):
         1_048_576, description="Largest request body accepted by the predict API."
     )
     index_queue_url: str | None = Field(None, description="SQS index queue URL.")
+    dlq_url: str | None = Field(
+        None, description="The index queue's DLQ URL (default: read from the queue's RedrivePolicy)."
+    )
     vector_uri: str = Field(
         ".hflambda/vectors", description="LanceDB location: a local folder or s3://bucket/prefix."
     )
     chunk_tokens: int = Field(200, description="Tokens per indexed chunk.")
     chunk_overlap: int = Field(40, description="Tokens shared by neighbouring chunks.")
+    index_embed_group: int = Field(
+        128, description="Most chunks the index function embeds in one call (bounds memory per batch)."
+    )
+    vector_index_min_rows: int = Field(
+        50_000, description="Chunk rows at which maintenance builds the ANN index (below: exact search)."
+    )
+    vector_keep_versions_minutes: int = Field(
+        60, description="Maintenance removes vector-table versions older than this (readers may still use newer ones)."
+    )
     # --- auth ---------------------------------------------------------------------------
     auth_issuer: str | None = Field(
         None, description="JWT issuer (Clerk Frontend API URL). Unset: protected routes 401."

@@ -1,0 +1,446 @@
+"""Index a batch of queue messages: validate, chunk by tokens, embed per batch, one upsert.
+
+The index function's handler hands every SQS record of an invocation to
+:meth:`Indexer.index`, which answers with the records that failed and why. Per batch, not
+per message:
+
+1. every body is validated against the message contract (``hflambda.messages``); an invalid
+   body is a failed record with its reason, never an exception;
+2. per document only the newest message of the batch is kept (older ones are superseded
+   and acknowledged); the store says which remaining ones are already superseded or
+   indexed exactly so (redeliveries), and those are acknowledged without embedding;
+3. upserts are chunked by tokens (window and overlap from settings, clamped to the model's
+   limit), all chunks of the batch are embedded in groups of ``index_embed_group``, and the
+   batch is written with one ``VectorStore.apply``.
+
+A model that is not warmed fails every record with that reason (SQS redelivers later);
+nothing is acknowledged unprocessed. Failure reasons are logged with the SQS message id and
+recorded in the vector store so ``hflambda dlq list`` can show them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol, cast, runtime_checkable
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from hflambda.engines.base import Embedder
+from hflambda.errors import HflambdaError
+from hflambda.messages import DeleteMessage, MessageInvalid, UpsertMessage, now_ms, parse_message
+from hflambda.settings import Settings
+from hflambda.telemetry import MetricUnit, logger, metrics
+from hflambda.vectors.base import (
+    Chunk,
+    DeleteOp,
+    DocKey,
+    FailureRecord,
+    UpsertOp,
+    VectorSpace,
+    VectorStore,
+    WriteOp,
+)
+
+__all__ = [
+    "BatchOutcome",
+    "IndexRecordFailed",
+    "Indexer",
+    "QueueRecord",
+    "ReindexReport",
+    "TextChunk",
+    "TokenChunker",
+    "TokenizedEmbedder",
+    "chunk_text",
+    "embed_documents",
+    "vector_space",
+]
+
+SPECIAL_TOKENS = 2  # [CLS] and [SEP] that the embedder adds around every chunk
+
+
+@runtime_checkable
+class TokenizedEmbedder(Embedder, Protocol):
+    """An embedder that exposes its ``tokenizers.Tokenizer`` (for token chunking)."""
+
+    tokenizer: Tokenizer
+
+
+def vector_space(embedder: Embedder) -> VectorSpace:
+    """The vector space an embedder writes: alias, published revision directory, dimensions."""
+    return VectorSpace.of(embedder)
+
+
+# --- chunking ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """A token window of a text: number, text, and ``[start, end)`` character offsets."""
+
+    chunk: int
+    text: str
+    start: int
+    end: int
+
+
+def chunk_text(text: str, tokenizer: Tokenizer, *, window: int, overlap: int) -> list[TextChunk]:
+    """Split ``text`` into windows of ``window`` tokens sharing ``overlap`` tokens.
+
+    Offsets come from the tokenizer, so a chunk is the exact source substring from its first
+    token's start to its last token's end. A text of at most ``window`` tokens is one chunk
+    spanning the whole text. ``tokenizer`` must not pad or truncate (see ``TokenChunker``).
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1 token, got {window}")
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap must be in [0, window), got {overlap} for window {window}")
+    offsets = [o for o in tokenizer.encode(text, add_special_tokens=False).offsets if o[1] > o[0]]
+    if len(offsets) <= window:
+        return [TextChunk(0, text, 0, len(text))]
+    chunks: list[TextChunk] = []
+    step = window - overlap
+    first = 0
+    while True:
+        last = min(first + window, len(offsets)) - 1
+        start, end = offsets[first][0], offsets[last][1]
+        chunks.append(TextChunk(len(chunks), text[start:end], start, end))
+        if last == len(offsets) - 1:
+            return chunks
+        first += step
+
+
+class TokenChunker:
+    """``chunk_text`` with a private copy of a tokenizer that neither pads nor truncates."""
+
+    def __init__(self, tokenizer: Tokenizer, *, window: int, overlap: int, max_tokens: int | None = None) -> None:
+        if tokenizer.padding is not None or tokenizer.truncation is not None:
+            tokenizer = Tokenizer.from_str(tokenizer.to_str())
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+        self.tokenizer = tokenizer
+        if max_tokens is not None:
+            window = min(window, max_tokens - SPECIAL_TOKENS)
+        self.window = max(1, window)
+        self.overlap = max(0, min(overlap, self.window // 2))
+
+    def __call__(self, text: str) -> list[TextChunk]:
+        """Chunks of ``text``."""
+        return chunk_text(text, self.tokenizer, window=self.window, overlap=self.overlap)
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+class IndexRecordFailed(Exception):
+    """Raised for a failed record inside the batch processor, so it lands in batchItemFailures."""
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """What indexing needs of one SQS record."""
+
+    message_id: str
+    body: str
+    sent_ts: int = field(default_factory=now_ms)
+    receive_count: int = 1
+    source: str = ""
+
+    @classmethod
+    def from_sqs(cls, record: dict) -> QueueRecord:  # type: ignore[type-arg]
+        """From a Lambda SQS event record (``messageId``, ``body``, ``attributes``...)."""
+        attributes = record.get("attributes") or {}
+        sent = str(attributes.get("SentTimestamp") or "")
+        count = str(attributes.get("ApproximateReceiveCount") or "1")
+        return cls(
+            message_id=str(record.get("messageId", "")),
+            body=record.get("body") or "",
+            sent_ts=int(sent) if sent.isdigit() else now_ms(),
+            receive_count=int(count) if count.isdigit() else 1,
+            source=str(record.get("eventSourceARN", "")),
+        )
+
+
+@dataclass
+class BatchOutcome:
+    """The result of one batch: failed message ids with reasons, and what was done."""
+
+    failures: dict[str, str] = field(default_factory=dict)
+    written: int = 0
+    deleted: int = 0
+    superseded: int = 0
+    duplicates: int = 0
+    chunks: int = 0
+    embed_ms: float = 0.0
+    store_ms: float = 0.0
+
+    @property
+    def succeeded(self) -> int:
+        """Records acknowledged (written, deleted, superseded or duplicate)."""
+        return self.written + self.deleted + self.superseded + self.duplicates
+
+
+@dataclass
+class ReindexReport:
+    """What ``reindex`` did."""
+
+    space: VectorSpace
+    documents: int = 0
+    chunks: int = 0
+    superseded: int = 0
+    failed: dict[DocKey, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    record: QueueRecord
+    message: UpsertMessage | DeleteMessage
+    op: WriteOp
+
+
+EmbedderSource = Callable[[], TokenizedEmbedder]
+
+
+class Indexer:
+    """Turns batches of queue records into vector-store writes."""
+
+    def __init__(self, store: VectorStore, embedder: EmbedderSource, settings: Settings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self._chunkers: dict[int, TokenChunker] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Indexer:
+        """The registry's default embedding model from the pool, and the configured store."""
+        from hflambda.engines import get_pool
+        from hflambda.registry import Task
+        from hflambda.vectors import get_vector_store
+
+        def embedder() -> TokenizedEmbedder:
+            # resolved per batch: a revision published by warmup is picked up on the next
+            # one, and a registry or store problem fails the batch's records with its reason
+            pool = get_pool()
+            alias = pool.registry.default(Task.EMBEDDINGS).alias
+            return cast(TokenizedEmbedder, pool.get(alias, Task.EMBEDDINGS))
+
+        return cls(get_vector_store(), embedder, settings)
+
+    def warm(self) -> str | None:
+        """Load the embedding model now (the init phase); returns why it cannot be, if so."""
+        try:
+            embedder = self.embedder()
+        except HflambdaError as exc:
+            logger.warning("embedding model not ready: every record fails until warmup publishes it", extra={"reason": str(exc)})
+            return str(exc)
+        logger.info("embedding model loaded", extra={"model": embedder.alias, "revision": embedder.model.path.name})
+        return None
+
+    def _chunker(self, embedder: TokenizedEmbedder) -> TokenChunker:
+        chunker = self._chunkers.get(id(embedder.tokenizer))
+        if chunker is None:
+            chunker = TokenChunker(
+                embedder.tokenizer,
+                window=self.settings.chunk_tokens,
+                overlap=self.settings.chunk_overlap,
+                max_tokens=embedder.max_tokens,
+            )
+            self._chunkers = {id(embedder.tokenizer): chunker}
+        return chunker
+
+    def index(self, records: Sequence[QueueRecord]) -> BatchOutcome:
+        """Process one batch; every record is either acknowledged or in ``failures``."""
+        outcome = BatchOutcome()
+        pending: list[_Pending] = []
+        for record in records:
+            try:
+                message = parse_message(record.body)
+            except MessageInvalid as exc:
+                outcome.failures[record.message_id] = f"invalid message: {exc.reason}"
+                continue
+            pending.append(_Pending(record, message, _op(message, record.sent_ts)))
+        if pending:
+            self._index_valid(pending, outcome)
+        self._report(records, outcome)
+        return outcome
+
+    def _fail(self, outcome: BatchOutcome, items: Sequence[_Pending], reason: str) -> None:
+        for item in items:
+            outcome.failures[item.record.message_id] = reason
+
+    def _index_valid(self, pending: list[_Pending], outcome: BatchOutcome) -> None:
+        try:
+            embedder = self.embedder()
+        except HflambdaError as exc:
+            self._fail(outcome, pending, f"embedding model unavailable: {exc}")
+            return
+        space = vector_space(embedder)
+        # newest message per document wins within the batch; older ones are superseded
+        newest: dict[DocKey, _Pending] = {}
+        for item in pending:
+            held = newest.get(item.op.key)
+            if held is None or item.op.version > held.op.version:
+                newest[item.op.key] = item
+        batch_superseded = [item for item in pending if newest[item.op.key] is not item]
+        try:
+            skips = self.store.plan([item.op for item in newest.values()], space)
+        except Exception as exc:
+            self._fail(outcome, pending, f"vector store unavailable: {type(exc).__name__}: {exc}")
+            return
+        outcome.superseded += len(batch_superseded) + sum(1 for s in skips.values() if s == "superseded")
+        outcome.duplicates += sum(1 for s in skips.values() if s == "duplicate")
+        work = [item for key, item in newest.items() if key not in skips]
+        if not work:
+            return
+        work = self._embed(work, embedder, outcome)
+        if not work:
+            return
+        started = time.perf_counter()
+        try:
+            result = self.store.apply([item.op for item in work], space)
+        except Exception as exc:
+            self._fail(outcome, work, f"vector store write failed: {type(exc).__name__}: {exc}")
+            return
+        finally:
+            outcome.store_ms += (time.perf_counter() - started) * 1000
+        outcome.written += len(result.written)
+        outcome.deleted += len(result.deleted)
+        outcome.superseded += len(result.superseded)
+        outcome.chunks += result.chunks_written
+
+    def _embed(self, work: list[_Pending], embedder: TokenizedEmbedder, outcome: BatchOutcome) -> list[_Pending]:
+        """Attach chunk vectors to the upserts; returns the items still to write."""
+        upserts = [item.op for item in work if isinstance(item.op, UpsertOp)]
+        if not upserts:
+            return work
+        started = time.perf_counter()
+        embedded, failed = embed_documents(upserts, embedder, self._chunker(embedder), self.settings.index_embed_group)
+        outcome.embed_ms += (time.perf_counter() - started) * 1000
+        ready = []
+        for item in work:
+            if item.op.key in failed:
+                outcome.failures[item.record.message_id] = failed[item.op.key]
+                continue
+            if isinstance(item.op, UpsertOp):
+                item.op = embedded[item.op.key]
+            ready.append(item)
+        return ready
+
+    def reindex(
+        self, *, batch_size: int = 64, progress: Callable[[int, int], None] | None = None
+    ) -> ReindexReport:
+        """Re-embed every live document that has no chunks in the live model's vector space.
+
+        Uses the text kept in the catalogue (chunked anew: a new revision may tokenize
+        differently). Safe to run while the index function runs: a document updated
+        meanwhile keeps its newer version. ``progress(documents, chunks)`` is called per page.
+        """
+        embedder = self.embedder()
+        space = vector_space(embedder)
+        chunker = self._chunker(embedder)
+        report = ReindexReport(space=space)
+        for page in self.store.stale_documents(space, batch_size=batch_size):
+            ops = [
+                UpsertOp(
+                    user_id=d.user_id,
+                    document_id=d.document_id,
+                    version=d.version,
+                    ts=d.ts,
+                    text=d.text,
+                    metadata=d.metadata,
+                )
+                for d in page
+            ]
+            embedded, failed = embed_documents(ops, embedder, chunker, self.settings.index_embed_group)
+            report.failed.update(failed)
+            result = self.store.reindex(list(embedded.values()), space)
+            report.documents += len(result.written)
+            report.superseded += len(result.superseded)
+            report.chunks += result.chunks_written
+            if progress is not None:
+                progress(len(result.written), result.chunks_written)
+        return report
+
+    def _report(self, records: Sequence[QueueRecord], outcome: BatchOutcome) -> None:
+        by_id = {r.message_id: r for r in records}
+        for message_id, reason in outcome.failures.items():
+            record = by_id[message_id]
+            logger.warning(
+                "index record failed",
+                extra={"message_id": message_id, "reason": reason, "receive_count": record.receive_count},
+            )
+        if outcome.failures:
+            now = datetime.now(UTC)
+            self.store.record_failures(
+                FailureRecord(
+                    message_id=message_id,
+                    reason=reason,
+                    receive_count=by_id[message_id].receive_count,
+                    source=by_id[message_id].source,
+                    recorded_at=now,
+                )
+                for message_id, reason in outcome.failures.items()
+            )
+        metrics.add_metric(name="IndexRecords", unit=MetricUnit.Count, value=len(records))
+        metrics.add_metric(name="IndexFailedRecords", unit=MetricUnit.Count, value=len(outcome.failures))
+        metrics.add_metric(name="IndexChunksWritten", unit=MetricUnit.Count, value=outcome.chunks)
+        metrics.add_metric(name="IndexEmbedMs", unit=MetricUnit.Milliseconds, value=outcome.embed_ms)
+        metrics.add_metric(name="IndexStoreMs", unit=MetricUnit.Milliseconds, value=outcome.store_ms)
+
+
+def embed_documents(
+    ops: Sequence[UpsertOp], embedder: Embedder, chunker: TokenChunker, group: int
+) -> tuple[dict[DocKey, UpsertOp], dict[DocKey, str]]:
+    """Chunk and embed upserts: all chunks together in groups of ``group``.
+
+    Returns the upserts with their chunks attached, and the documents that could not be
+    embedded with the reason (when a group fails, its documents are retried one by one so
+    one bad document does not fail the others).
+    """
+    planned = [(op, chunker(op.text)) for op in ops]
+    texts = [c.text for _, chunks in planned for c in chunks]
+    group = max(1, group)
+    vectors: np.ndarray | None
+    try:
+        vectors = np.concatenate([embedder.embed(texts[i : i + group], truncate=True) for i in range(0, len(texts), group)])
+    except Exception as exc:
+        logger.warning("batch embedding failed; embedding documents one by one", extra={"error": str(exc)})
+        vectors = None
+    embedded: dict[DocKey, UpsertOp] = {}
+    failed: dict[DocKey, str] = {}
+    position = 0
+    for op, chunks in planned:
+        if vectors is not None:
+            doc_vectors = vectors[position : position + len(chunks)]
+            position += len(chunks)
+        else:
+            try:
+                doc_vectors = embedder.embed([c.text for c in chunks], truncate=True)
+            except Exception as exc:
+                failed[op.key] = f"embedding failed: {type(exc).__name__}: {exc}"
+                continue
+        embedded[op.key] = replace(
+            op,
+            chunks=tuple(
+                Chunk(chunk=c.chunk, text=c.text, start=c.start, end=c.end, vector=v)
+                for c, v in zip(chunks, doc_vectors, strict=True)
+            ),
+        )
+    return embedded, failed
+
+
+def _op(message: UpsertMessage | DeleteMessage, sent_ts: int) -> WriteOp:
+    ts = message.ts if message.ts is not None else sent_ts
+    if isinstance(message, UpsertMessage):
+        return UpsertOp(
+            user_id=message.user_id,
+            document_id=message.document.id,
+            version=message.version(sent_ts),
+            ts=ts,
+            text=message.document.text,
+            metadata=dict(message.document.metadata),
+        )
+    return DeleteOp(user_id=message.user_id, document_id=message.document_id, version=message.version(sent_ts), ts=ts)
