@@ -15,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.hub",
+    "tests.fixtures.genai",
     "tests.fixtures.auth",
     "tests.fixtures.aws",
 ]

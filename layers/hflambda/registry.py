@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hflambda.errors import ModelNotFound, RegistryError
 
-__all__ = ["ModelSpec", "Registry", "Task", "check_registry", "load_registry"]
+__all__ = ["ModelSpec", "Registry", "Task", "check_memory", "check_registry", "load_registry"]
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -164,7 +164,7 @@ def _salvage(alias: str, table: dict[str, Any], error: ValidationError) -> tuple
         return None
 
 
-def _check_spec(spec: ModelSpec) -> list[str]:
+def _check_spec(spec: ModelSpec, *, task_known: bool = True) -> list[str]:
     problems: list[str] = []
     where = f"models.{spec.alias}"
     if not ALIAS_RE.match(spec.alias):
@@ -194,6 +194,47 @@ def _check_spec(spec: ModelSpec) -> list[str]:
         )
     if spec.quantize == "int4" and spec.task != Task.TEXT_GENERATION:
         problems.append(f"{where}.quantize: int4 is only for text-generation models; use int8")
+    if spec.task == Task.TEXT_GENERATION and task_known:
+        problems += _check_generation(spec)
+    return problems
+
+
+def _check_generation(spec: ModelSpec) -> list[str]:
+    """Generation-only rules: limits that fit, remote fields only on remote models, a memory estimate."""
+    where = f"models.{spec.alias}"
+    problems: list[str] = []
+    if spec.max_output_tokens >= spec.context_tokens:
+        problems.append(
+            f"{where}.max_output_tokens: {spec.max_output_tokens} leaves no room for a prompt in "
+            f"context_tokens = {spec.context_tokens}"
+        )
+    if spec.is_remote:
+        if spec.base_url and not spec.base_url.startswith(("https://", "http://")):
+            problems.append(f"{where}.base_url: {spec.base_url!r} must be an http(s) URL (the API root, e.g. https://host/v1)")
+    else:
+        for name in ("base_url", "provider_model", "api_key_secret"):
+            if getattr(spec, name):
+                problems.append(f"{where}.{name}: only for engine = \"remote\"")
+        if spec.memory_mb is None:
+            problems.append(
+                f"{where}.memory_mb: required for local text-generation models (resident size estimate in MB, "
+                "checked against the predict function's memory)"
+            )
+    return problems
+
+
+def check_memory(models: dict[str, ModelSpec], *, budget_mb: int, function_mb: int) -> list[str]:
+    """Local models whose ``memory_mb`` estimate does not fit the predict function's model budget."""
+    problems: list[str] = []
+    for alias, spec in models.items():
+        if spec.is_remote or spec.memory_mb is None:
+            continue
+        if spec.memory_mb > budget_mb:
+            problems.append(
+                f"models.{alias}.memory_mb: {spec.memory_mb} MB does not fit the predict function's model budget of "
+                f"{budget_mb} MB (function memory {function_mb} MB, HFLAMBDA_PREDICT_MEMORY_MB); raise the function "
+                "memory or pick a smaller or more quantized model"
+            )
     return problems
 
 
@@ -222,7 +263,7 @@ def _check_fallbacks(models: dict[str, ModelSpec], unknown_task: frozenset[str] 
             if target not in models or target == alias:
                 continue
             if state.get(target) == 1:
-                cycle = path[path.index(target) :] + [target]
+                cycle = [*path[path.index(target):], target]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
@@ -230,7 +271,7 @@ def _check_fallbacks(models: dict[str, ModelSpec], unknown_task: frozenset[str] 
                         f"models.{target}.fallbacks: cycle {' -> '.join(cycle)}"
                     )
             elif state.get(target) is None:
-                visit(target, path + [target])
+                visit(target, [*path, target])
         state[alias] = 2
 
     for alias in models:
@@ -247,7 +288,7 @@ def parse_registry(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        return {}, problems + [f"<file>: not valid TOML: {exc}"]
+        return {}, [*problems, f"<file>: not valid TOML: {exc}"]
     unknown_top = set(data) - {"models", "profiles"}
     problems += [f"{key}: unknown top-level table (expected models, profiles)" for key in sorted(unknown_top)]
     raw_models = data.get("models")
@@ -279,7 +320,8 @@ def parse_registry(
             if spec_or_none is None:
                 continue
             spec, substituted = spec_or_none
-            problems += [p for p in _check_spec(spec) if not any(f".{f}" in p for f in substituted)]
+            checked = _check_spec(spec, task_known="task" not in substituted)
+            problems += [p for p in checked if not any(f".{f}" in p for f in substituted)]
             invalid[alias] = spec
             if "task" in substituted:
                 unknown_task.add(alias)
@@ -298,11 +340,23 @@ def parse_registry(
     return models, problems
 
 
-def check_registry(path: Path, *, profile: str | None = None) -> list[str]:
-    """Every problem in the registry at ``path`` (empty when it is clean)."""
+def check_registry(
+    path: Path,
+    *,
+    profile: str | None = None,
+    memory_budget_mb: int | None = None,
+    function_memory_mb: int | None = None,
+) -> list[str]:
+    """Every problem in the registry at ``path`` (empty when it is clean).
+
+    With ``memory_budget_mb``, local models' ``memory_mb`` estimates are held to it too
+    (``function_memory_mb`` only appears in the message).
+    """
     if not path.is_file():
         return [f"<file>: registry {path} does not exist"]
-    _, problems = parse_registry(path.read_text(encoding="utf-8"), path=path, profile=profile)
+    models, problems = parse_registry(path.read_text(encoding="utf-8"), path=path, profile=profile)
+    if memory_budget_mb is not None:
+        problems += check_memory(models, budget_mb=memory_budget_mb, function_mb=function_memory_mb or memory_budget_mb)
     if profile is not None:
         # the base file must be clean on its own too (it is what deploys)
         _, base_problems = parse_registry(path.read_text(encoding="utf-8"), path=path, profile=None)

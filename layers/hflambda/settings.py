@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, description="Largest request body accepted by the predict API."
     )
+    predict_memory_mb: int = Field(
+        3008,
+        gt=0,
+        description="Memory of the predict function in MB; `hflambda check` holds local model estimates to it.",
+    )
+    chat_budget_seconds: float = Field(
+        27.0,
+        gt=0,
+        description="Time one chat completion may spend across its fallback chain (API Gateway cuts at 30 s).",
+    )
     index_queue_url: str | None = Field(None, description="SQS index queue URL.")
     dlq_url: str | None = Field(
         None, description="The index queue's DLQ URL (default: read from the queue's RedrivePolicy)."

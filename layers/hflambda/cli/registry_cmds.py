@@ -21,7 +21,13 @@ def check(
     """Validate the registry: print every problem with alias and field; exit 2 on any."""
     settings = get_settings()
     target = path or settings.registry
-    problems = check_registry(target, profile=profile if profile is not None else (settings.profile or None))
+    budget_mb = settings.model_memory_budget_mb or int(settings.predict_memory_mb * 0.6)  # the pool's budget rule
+    problems = check_registry(
+        target,
+        profile=profile if profile is not None else (settings.profile or None),
+        memory_budget_mb=budget_mb,
+        function_memory_mb=settings.predict_memory_mb,
+    )
     console = Console(soft_wrap=True)
     if problems:
         console.print(f"[red]{target}: {len(problems)} problem(s)[/red]")

@@ -4,6 +4,7 @@ The only part of hflambda that imports torch, transformers, optimum and huggingf
 and only inside the functions that need them, so importing this package stays cheap.
 """
 
+from hflambda.warmup import genai as _genai  # noqa: F401  (registers text generation with the runner)
 from hflambda.warmup.runner import COMPILERS, EXPORT_SETTINGS, run_warmup, warm_one
 from hflambda.warmup.types import CompileResult, ModelResult, ModelStatus, WarmupResult
 
