@@ -1,0 +1,188 @@
+"""The HF token from Secrets Manager (moto): read only when a Hub fetch needs it, failures
+typed and naming the secret, the ModelsFailed metric emitted, serving unaffected."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from hflambda.auth.devissuer import DevIssuer
+from hflambda.registry import load_registry
+from hflambda.store import ModelStore
+from hflambda.warmup import run_warmup
+from tests.fixtures.auth import APP_ORIGIN
+from tests.fixtures.hub import (
+    TOKEN,
+    HubWorld,
+    classifier,
+    copy_store,
+    fast_retry,
+    hub_registry,
+    hub_settings,
+    put_secret,
+)
+from tests.fixtures.models import REPO, Warmed, clear_caches, fresh_module
+
+pytestmark = pytest.mark.integration
+
+MISSING = "hflambda/missing-hf-token"
+
+
+def lambda_context(seconds: float = 900.0) -> Any:
+    return SimpleNamespace(
+        function_name="hflambda-warmup",
+        function_version="$LATEST",
+        memory_limit_in_mb=3008,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:hflambda-warmup",
+        aws_request_id="c0ffee00-0000-4000-8000-000000000000",
+        get_remaining_time_in_millis=lambda: int(seconds * 1000),
+    )
+
+
+def emf_metrics(stdout: str) -> dict[str, float]:
+    """Metric values from the EMF documents Powertools printed."""
+    values: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        document = json.loads(line)
+        if "_aws" not in document:
+            continue
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                raw = document[metric["Name"]]
+                values[metric["Name"]] = float(sum(raw) if isinstance(raw, list) else raw)
+    return values
+
+
+@pytest.fixture
+def warmup_env(warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the warmed store and the test registry with ``classify`` moved to the Hub
+    (a revision not in the store), so warmup must fetch it; env as the warmup function sees it."""
+    store = copy_store(warmed.store, tmp_path / "store")
+    registry = tmp_path / "models.toml"
+    registry.write_text(
+        (REPO / "models.toml").read_text()
+        + f"""
+[models.classify]
+repo = "hflambda-tests/tiny-bert-classifier"
+revision = "{fake_hub.rev_b}"
+task = "text-classification"
+max_tokens = 128
+"""
+    )
+    for name, value in {
+        "HFLAMBDA_MODEL_STORE": str(store),
+        "HFLAMBDA_REGISTRY": str(registry),
+        "HFLAMBDA_PROFILE": "local",
+        "HFLAMBDA_HF_TOKEN_SECRET": MISSING,
+        "HFLAMBDA_HF_ENDPOINT": fake_hub.url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    clear_caches()
+    yield store
+    clear_caches()
+
+
+def test_missing_secret_fails_loudly_and_serving_continues(
+    warmup_env: Path, fake_hub: HubWorld, warm_aws: None, auth_env: DevIssuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = ModelStore(warmup_env).current_name("classify")
+    handler = fresh_module("functions.warmup.handler").handler
+    summary = handler({}, lambda_context())
+    stdout = capsys.readouterr().out
+
+    assert summary["ok"] is False
+    by_alias = {m["alias"]: m for m in summary["models"]}
+    failed = by_alias["classify"]
+    assert failed["status"] == "failed" and failed["error"] == "secret_missing", failed
+    assert MISSING in failed["reason"] and "does not exist" in failed["reason"]
+    assert failed["live_revision"] == before
+    assert by_alias["embed"]["status"] == by_alias["embed-int8"]["status"] == "current"
+    metrics = emf_metrics(stdout)
+    assert metrics["ModelsFailed"] == 1 and metrics["ModelsSkipped"] == 2, metrics
+    assert fake_hub.hub.count() == 0  # the token is needed before the first request
+
+    # serving from the store is unaffected: the previously warmed models answer
+    clear_caches()
+    app = fresh_module("functions.predict.app").app
+    token = auth_env.token("alice", azp=APP_ORIGIN)
+    with TestClient(app, headers={"authorization": f"Bearer {token}"}) as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["models_ready"] == 3, health.text
+        response = client.post("/v1/embeddings", json={"input": ["still serving"], "model": "embed"})
+        assert response.status_code == 200, response.text
+        assert np.array(response.json()["data"][0]["embedding"]).shape == (384,)
+        models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        assert models["classify"]["ready"] is True and models["classify"]["revision"] != fake_hub.rev_b
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "is empty"),
+        ("   \n", "is empty"),
+        ("not-a-token-at-all", "does not hold a Hugging Face token"),
+        ('{"password": "hf_abcdefghijklmnopqrstuvwxyz"}', "without a token key"),
+    ],
+)
+def test_unusable_secret_is_secret_invalid(
+    value: str, expected: str, fake_hub: HubWorld, hub_store_a: Path, tmp_path: Path, warm_aws: None
+) -> None:
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    if value:
+        client.create_secret(Name="hflambda/bad-token", SecretString=value)
+    else:  # Secrets Manager refuses empty strings; a binary secret of whitespace stands in
+        client.create_secret(Name="hflambda/bad-token", SecretBinary=b" ")
+    store = copy_store(hub_store_a, tmp_path / "store")
+    registry = hub_registry(tmp_path / "models.toml", {"classify": classifier(fake_hub.rev_b)})
+    settings = hub_settings(store, registry, fake_hub, hf_token_secret="hflambda/bad-token")
+    outcome = run_warmup(load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()}).models[0]
+    assert outcome.error == "secret_invalid", outcome
+    assert "hflambda/bad-token" in (outcome.reason or "") and expected in (outcome.reason or "")
+    assert "not-a-token-at-all" not in (outcome.reason or "")
+    assert ModelStore(store).resolve("classify").revision == fake_hub.rev_a
+    assert fake_hub.hub.count() == 0
+
+
+def test_secret_is_not_read_when_nothing_needs_fetching(fake_hub: HubWorld, hub_store_a: Path, tmp_path: Path, warm_aws: None) -> None:
+    store = copy_store(hub_store_a, tmp_path / "store")
+    registry = hub_registry(tmp_path / "models.toml", {"classify": classifier(fake_hub.rev_a)})
+    settings = hub_settings(store, registry, fake_hub, hf_token_secret=MISSING)
+    outcome = run_warmup(load_registry(registry), ModelStore(store), settings).models[0]
+    assert outcome.status == "current", outcome  # the missing secret never mattered
+    assert fake_hub.hub.count() == 0
+
+
+def test_one_secret_read_serves_every_model_of_a_run(fake_hub: HubWorld, tmp_path: Path, warm_aws: None) -> None:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    put_secret("hflambda/hf-token", TOKEN)
+
+    class Counting(SecretsProvider):
+        calls = 0
+
+        def _get(self, name: str, **options: Any) -> str | bytes:
+            Counting.calls += 1
+            return super()._get(name, **options)
+
+    from hflambda.secrets import HfToken
+
+    registry = hub_registry(
+        tmp_path / "models.toml",
+        {"one": classifier(fake_hub.rev_a), "two": classifier(fake_hub.private_rev, repo="hflambda-tests/private-classifier")},
+    )
+    settings = hub_settings(tmp_path / "store", registry, fake_hub, hf_token_secret="hflambda/hf-token")
+    token = HfToken("hflambda/hf-token", max_age=settings.secret_max_age, provider=Counting())
+    result = run_warmup(load_registry(registry), ModelStore(settings.model_store), settings, source_options={"token": token, "retry": fast_retry()})
+    assert [m.status for m in result.models] == ["published", "published"], result
+    assert Counting.calls == 1
