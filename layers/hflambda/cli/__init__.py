@@ -47,6 +47,7 @@ def _root(
 from hflambda.cli import auth_cmds as _auth_cmds  # noqa: E402,F401
 from hflambda.cli import dev_cmds as _dev_cmds  # noqa: E402,F401
 from hflambda.cli import index_cmds as _index_cmds  # noqa: E402,F401
+from hflambda.cli import mirror_cmds as _mirror_cmds  # noqa: E402,F401
 from hflambda.cli import registry_cmds as _registry_cmds  # noqa: E402,F401
 from hflambda.cli import warmup_cmds as _warmup_cmds  # noqa: E402,F401
 
