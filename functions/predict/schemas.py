@@ -328,7 +328,10 @@ class DocumentIn(BaseModel):
 
 
 class DocumentsRequest(BaseModel):
-    """``POST /v1/documents``: documents to index (queued; searchable once the index function ran)."""
+    """``POST /v1/documents``: documents to index (queued; searchable once the index function ran).
+
+    Unknown fields (a ``user_id``, say) are ignored: documents always belong to the caller's ``sub``.
+    """
 
     documents: list[DocumentIn] = Field(
         min_length=1, description=f"1 to {MAX_DOCUMENTS_PER_REQUEST} documents (more: 413)."
@@ -353,9 +356,12 @@ class DocumentsAccepted(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    """``POST /v1/search``: semantic search within the caller's own documents."""
+    """``POST /v1/search``: semantic search within the caller's own documents.
 
-    model_config = ConfigDict(extra="forbid")
+    Unknown fields (a ``user_id``, say) are ignored: the scope is always the caller's ``sub``.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     query: str = Field(min_length=1, max_length=8192, pattern=r"\S", description="What to look for.")
     top_k: int = Field(10, ge=1, le=100, description="Documents to return (1-100).")
