@@ -33,6 +33,7 @@ class RichObserver:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
+        self.downloads: dict[str, TaskID] = {}
 
     def model_started(self, alias: str, total: int) -> None:
         self.tasks[alias] = self.progress.add_task(f"{alias}: checking", total=len(self.STEPS) + 1)
@@ -41,7 +42,19 @@ class RichObserver:
         task = self.tasks[alias]
         self.progress.update(task, description=f"{alias}: {name}", completed=self.STEPS.index(name) + 1)
 
+    def download(self, alias: str, done: int, total: int) -> None:
+        """A byte bar under the model's line while its source files are fetched."""
+        text = f"{alias}: download {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+        task = self.downloads.get(alias)
+        if task is None:
+            self.downloads[alias] = self.progress.add_task(text, total=max(total, 1), completed=done)
+        else:
+            self.progress.update(task, description=text, total=max(total, 1), completed=done)
+
     def model_done(self, result: ModelResult) -> None:
+        download = self.downloads.pop(result.alias, None)
+        if download is not None:
+            self.progress.remove_task(download)
         task = self.tasks.get(result.alias)
         if task is not None:
             self.progress.update(task, description=f"{result.alias}: {result.status.value}", completed=len(self.STEPS) + 1)
