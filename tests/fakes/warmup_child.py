@@ -1,6 +1,8 @@
 """A warmup in its own process, for crash and concurrency tests (not collected by pytest).
 
-    python -m tests.fakes.warmup_child <registry> <store> <hub url> <phase> [--barrier DIR]
+    python -m tests.fakes.warmup_child <registry> <store> <hub url | -> <phase> [--barrier DIR]
+
+(``-`` for the hub url: leave the ``hf_endpoint`` setting unset; ``HF_ENDPOINT`` decides.)
 
 ``phase`` picks where the process SIGKILLs itself, by wrapping the real step functions here
 (production code has no test hooks):
@@ -119,7 +121,9 @@ def main() -> None:
         (args.barrier / f"ready-{os.getpid()}").write_text("")
         while not (args.barrier / "go").exists():
             time.sleep(0.01)
-    settings = Settings(model_store=args.store, registry=args.registry, profile="", hf_endpoint=args.hub_url, hf_token_secret=None)
+    # "-": no hf_endpoint setting, so huggingface_hub's own HF_ENDPOINT variable must lead to the Hub
+    endpoint = None if args.hub_url == "-" else args.hub_url
+    settings = Settings(model_store=args.store, registry=args.registry, profile="", hf_endpoint=endpoint, hf_token_secret=None)
     result = run_warmup(
         load_registry(args.registry),
         ModelStore(args.store),

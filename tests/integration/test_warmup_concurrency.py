@@ -1,5 +1,6 @@
 """Two warmup processes on one store: one writes, the other skips; one good revision results,
-fetched from the Hub once."""
+fetched from the Hub once. (The children find the fake Hub through huggingface_hub's own
+``HF_ENDPOINT`` variable, not the hflambda setting.)"""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def test_two_processes_one_writer(fake_hub: HubWorld, tmp_path: Path) -> None:
     barrier.mkdir()
     # a slow weights download keeps the winner inside its lock while the other arrives
     fake_hub.hub.inject("delay", route="get", file="model.safetensors", delay=1.0, times=10)
-    command = [sys.executable, "-m", "tests.fakes.warmup_child", str(registry), str(store), fake_hub.url, "none", "--barrier", str(barrier)]
+    # the endpoint comes from huggingface_hub's own HF_ENDPOINT variable here (no hf_endpoint setting)
+    command = [sys.executable, "-m", "tests.fakes.warmup_child", str(registry), str(store), "-", "none", "--barrier", str(barrier)]
     children = [
-        subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(command, cwd=REPO, env=child_env(HF_ENDPOINT=fake_hub.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     try:

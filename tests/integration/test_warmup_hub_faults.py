@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hflambda.registry import load_registry
 from hflambda.store import ModelStore
 from hflambda.warmup import ModelResult, run_warmup
 from hflambda.warmup.retry import RetryPolicy
-
 from tests.fixtures.hub import (
     GATED_REPO,
     PRIVATE_REPO,
