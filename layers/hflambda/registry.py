@@ -60,7 +60,13 @@ class ModelSpec(BaseModel):
     max_tokens: int = Field(512, gt=0, description="Longest input in tokens.")
     pooling: Literal["mean", "cls"] = "mean"
     normalize: bool = True
-    parity_min_cosine: float = Field(0.99, gt=0, le=1, description="Embeddings: lowest cosine allowed vs the original.")
+    parity_min_cosine: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="Embeddings: lowest cosine allowed vs the original. Text generation, when set: lowest "
+        "next-token logits cosine (default per precision, see hflambda.warmup.genai).",
+    )
     parity_mean_cosine: float = Field(0.99, gt=0, le=1, description="Embeddings: lowest mean cosine allowed.")
     # generation
     engine: Literal["local", "remote"] = "local"

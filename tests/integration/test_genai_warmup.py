@@ -103,3 +103,11 @@ def test_builder_failures_carry_the_builders_own_message(tmp_path: Path) -> None
     with pytest.raises(ExportFailed, match=r"model builder failed \(exit \d+\):\n") as caught:
         build_genai_model(source, tmp_path / "out", "int4", timeout=300)
     assert len(str(caught.value).splitlines()) > 1
+
+
+def test_logits_gate_uses_the_registry_threshold_when_set(genai_warmed: GenaiWarmed) -> None:
+    built = ModelStore(genai_warmed.store).resolve("chat").path
+    cosine = ModelStore(genai_warmed.store).resolve("chat").manifest.parity["logits_min_cosine"]
+    assert cosine < 0.99999  # int4 moves the logits a little
+    with pytest.raises(ParityFailed, match=r"next-token logits disagree with transformers: min cosine 0\.\d+ < 0\.99999 \(int4\)"):
+        check_parity(tiny_spec(genai_warmed.source_dir, parity_min_cosine=0.99999), genai_warmed.source_dir, built)
