@@ -43,3 +43,32 @@ bench: install
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# --- deploy (issue 6) -------------------------------------------------------------------
+# jsii reads the end-of-life silencer as a list of node majors.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
+
+.PHONY: synth image-check requirements requirements-check cdk-cli
+
+## make synth: synthesize every stack (default context + the other NAT modes / arm64), run
+## cdk-nag (AwsSolutions) and cfn-lint; fails on any unacknowledged finding or lint error.
+## No AWS credentials and no Docker engine needed. Writes cdk.out/ and build/synth/.
+synth: install
+	$(PY) -m cdk.check
+
+## make image-check: pip install --target each function's requirement set into build/<fn>/,
+## smoke-run its handler with python -I -S on a warmed local store, report sizes
+## (build/image-check.json).
+image-check: install
+	$(PY) scripts/image_check.py
+
+## make requirements: regenerate requirements/{serve,warmup}.txt from pyproject.toml extras.
+requirements: install
+	$(PY) requirements/compile.py
+
+requirements-check: install
+	$(PY) requirements/compile.py --check
+
+## make cdk-cli: the CDK CLI (npm, pinned in package.json) for `npx cdk deploy`.
+cdk-cli:
+	npm ci --no-audit --no-fund

@@ -36,7 +36,13 @@ def build_app(
     app = App(context=merged, outdir=str(outdir) if outdir else None)
     config = DeployConfig.from_node(app.node)
 
-    problems = check_registry(config.registry_path, profile="aws")
+    problems = check_registry(
+        config.registry_path,
+        profile="aws",
+        # the serving default: 60% of the predict function's memory for loaded models
+        memory_budget_mb=config.predict_memory_mb * 6 // 10,
+        function_memory_mb=config.predict_memory_mb,
+    )
     if problems:
         raise ValueError(f"registry {config.registry} is invalid:\n  " + "\n  ".join(problems))
 

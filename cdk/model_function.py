@@ -112,6 +112,13 @@ class ModelFunction(Construct):
                 )
             ],
         )
+        # Egress: HTTPS (AWS APIs through the endpoints; the Hub for warmup) and NFS to the store,
+        # which the mount adds. Serving subnets have no route out, so 443 reaches AWS only.
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=store.vpc, allow_all_outbound=False,
+            description=f"hflambda {name}: HTTPS out, NFS to the model store",
+        )  # fmt: skip
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS")
         self.function: lambda_.DockerImageFunction = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -125,6 +132,7 @@ class ModelFunction(Construct):
             environment=environment,
             vpc=store.vpc,
             vpc_subnets=subnets,
+            security_groups=[self.security_group],
             filesystem=mount,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,

@@ -11,7 +11,7 @@ Read this file to know who may touch what:
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack, triggers
+from aws_cdk import Annotations, Aws, CfnOutput, Duration, Stack, triggers
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -124,7 +124,13 @@ class ServiceStack(Stack):
             ),
             environment=common
             | auth
-            | settings_env(index_queue_url=storage.index_queue.queue_url, vector_uri=storage.vector_uri)
+            | settings_env(
+                index_queue_url=storage.index_queue.queue_url,
+                vector_uri=storage.vector_uri,
+                predict_memory_mb=str(config.predict_memory_mb),
+                # a chat completion's fallback chain must finish before the function times out
+                chat_budget_seconds=str(max(1, config.predict_timeout_s - 2)),
+            )
             | powertools_env("predict"),
             subnets=serving_subnets,
             writable_store=False,
@@ -190,6 +196,11 @@ class ServiceStack(Stack):
             store=store,
         )
         self.warmup = self.warmup_parts.function
+        Annotations.of(self.warmup).acknowledge_warning(
+            "@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias",
+            "The schedule invokes the unqualified function and the trigger's role may invoke "
+            "every qualifier (function ARN + ':*'); no caller relies on a version-only permission.",
+        )
         # A crashed run is not retried by Lambda: the schedule runs it again, and a retry
         # would only queue behind the reserved concurrency of 1.
         self.warmup.configure_async_invoke(retry_attempts=0, max_event_age=Duration.hours(1))
