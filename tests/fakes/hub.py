@@ -87,7 +87,9 @@ class Fault:
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    skip: int = 0  # let this many matching requests through first
     fired: int = 0
+    passed: int = 0
 
     def matches(self, route: str, file: str | None) -> bool:
         if self.route not in ("any", route):
@@ -160,14 +162,24 @@ class FakeHub:
         status: int = 500,
         headers: dict[str, str] | None = None,
         delay: float = 0.0,
+        skip: int = 0,
     ) -> Fault:
-        """Queue a fault for the next ``times`` matching requests."""
-        fault = Fault(kind=kind, route=route, file=file, times=times, status=status, headers=dict(headers or {}), delay=delay)
+        """Queue a fault for ``times`` matching requests, after letting ``skip`` of them through."""
+        fault = Fault(kind=kind, route=route, file=file, times=times, status=status, headers=dict(headers or {}), delay=delay, skip=skip)
         with self._lock:
             self.faults.append(fault)
         return fault
 
-    def rate_limit(self, *, route: str = "any", file: str | None = None, times: int = 1, retry_after: float | None = 1, ratelimit_t: int | None = None) -> Fault:
+    def rate_limit(
+        self,
+        *,
+        route: str = "any",
+        file: str | None = None,
+        times: int = 1,
+        retry_after: float | None = 1,
+        ratelimit_t: int | None = None,
+        skip: int = 0,
+    ) -> Fault:
         """Queue 429s with ``Retry-After`` and/or the Hub's ``RateLimit: "api";r=0;t=N``."""
         headers: dict[str, str] = {}
         if retry_after is not None:
@@ -175,7 +187,7 @@ class FakeHub:
         if ratelimit_t is not None:
             headers["RateLimit"] = f'"api";r=0;t={ratelimit_t}'
             headers["RateLimit-Policy"] = '"fixed window";"api";q=500;w=300'
-        return self.inject("status", route=route, file=file, times=times, status=429, headers=headers)
+        return self.inject("status", route=route, file=file, times=times, status=429, headers=headers, skip=skip)
 
     def reset(self) -> None:
         """Forget faults and the request log."""
@@ -196,6 +208,9 @@ class FakeHub:
         with self._lock:
             for fault in self.faults:
                 if fault.fired < fault.times and fault.matches(route, file):
+                    if fault.passed < fault.skip:
+                        fault.passed += 1
+                        continue
                     fault.fired += 1
                     return fault
         return None

@@ -141,6 +141,19 @@ def test_transient_fault_is_retried(fault: str, fake_hub: HubWorld, store: Path,
         assert time.monotonic() - started >= 1.0
 
 
+def test_rate_limit_on_a_retry_with_partial_files_still_honours_retry_after(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
+    # attempt 1 dies on a reset with some files already on disk; the model-info request of
+    # attempt 2 is rate limited (snapshot_download alone would return the partial folder)
+    fake_hub.hub.inject("reset", route="get", file="model.safetensors")
+    fake_hub.hub.rate_limit(route="info", retry_after=1, skip=2)
+    sleeps = Sleeps()
+    outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b), retry=fast_retry(sleep=sleeps))
+    assert outcome.status == "published", outcome
+    assert all(f.fired == f.times for f in fake_hub.hub.faults)
+    assert len(sleeps.waits) == 2 and sleeps.waits[1] >= 1.0, sleeps.waits
+    assert_live(store, fake_hub.rev_b, source=fake_hub)
+
+
 # --- permanent failures: typed reason, the old revision stays live ---------------------------
 
 

@@ -15,7 +15,8 @@ huggingface_hub 0.36 pitfalls handled here (FACTS.md):
   before anything is called "not found".
 - ``GatedRepoError`` is a ``RepositoryNotFoundError``: gated is checked first.
 - when its own model-info call fails, ``snapshot_download`` silently returns a non-empty
-  ``local_dir`` as is; the file check after every attempt is what catches that.
+  ``local_dir`` as is: retries ask for the model info first (so a 429 and its hint surface),
+  and the file check after every attempt catches whatever still slips through.
 - ``HF_ENDPOINT`` is read when huggingface_hub is imported, so ``endpoint=`` is passed
   explicitly (settings ``hf_endpoint``, else huggingface_hub's own ``HF_ENDPOINT``).
 """
@@ -358,7 +359,15 @@ class HubSource:
             self.progress(0, sum(f.size for f in expected.values()))
         progress_class = self._progress_class(workdir, expected)
 
+        attempts = 0
+
         def attempt() -> dict[str, FileEntry]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and any(workdir.iterdir()):
+                # snapshot_download answers a failed model-info call with a non-empty local_dir
+                # as it is, hiding the 429 and its Retry-After; ask first so they surface here
+                api.model_info(self.repo, revision=revision)
             snapshot_download(
                 self.repo,
                 revision=revision,
