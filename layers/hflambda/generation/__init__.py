@@ -12,7 +12,7 @@ this package stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from hflambda.generation.base import (
     ChatEngine,
@@ -58,6 +58,6 @@ def engine_factory(pool: ModelPool, settings: Settings) -> EngineFor:
     def engine_for(spec: ModelSpec) -> ChatEngine:
         if spec.is_remote:
             return RemoteChatEngine(spec, settings)
-        return pool.typed(spec.alias, Task.TEXT_GENERATION, ChatEngine)  # type: ignore[type-abstract]
+        return cast(ChatEngine, pool.get(spec.alias, Task.TEXT_GENERATION))
 
     return engine_for
