@@ -32,7 +32,7 @@ __all__ = ["ModelSpec", "Registry", "Task", "check_memory", "check_registry", "l
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-SOURCE_SCHEMES = ("hf://", "s3://", "file://", "pkg://")
+SOURCE_SCHEMES = ("hf://", "s3://", "file://", "pkg://", "dev://")
 
 
 class Task(StrEnum):
@@ -182,7 +182,7 @@ def _check_spec(spec: ModelSpec, *, task_known: bool = True) -> list[str]:
         problems.append(
             f"{where}.source: {source!r} must start with one of {', '.join(SOURCE_SCHEMES)}"
         )
-    local_files = source.startswith(("file://", "pkg://"))
+    local_files = source.startswith(("file://", "pkg://", "dev://"))
     if spec.is_remote:
         for name in ("base_url", "provider_model"):
             if not getattr(spec, name):

@@ -13,6 +13,7 @@ from schemathesis.specs.openapi.checks import ignored_auth, positive_data_accept
 
 from hflambda.auth.devissuer import DevIssuer
 from tests.fixtures.auth import APP_ORIGIN
+from tests.fixtures.aws import Queues
 from tests.fixtures.models import Warmed, clear_caches, fresh_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,8 +21,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXAMPLES_PER_OPERATION = 25
 
 
-def test_no_server_errors_and_schema_conformance(serve_env: Warmed, auth_env: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_server_errors_and_schema_conformance(
+    serve_env: Warmed, auth_env: DevIssuer, index_queues: Queues, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HFLAMBDA_VECTOR_URI", str(tmp_path / "vectors"))
+    monkeypatch.setenv("HFLAMBDA_INDEX_QUEUE_URL", index_queues.queue_url)
     clear_caches()
     app = fresh_module("functions.predict.app").app
     headers = {"authorization": f"Bearer {auth_env.token('schemathesis', azp=APP_ORIGIN)}"}

@@ -31,9 +31,9 @@ def test_warmup_then_current(tmp_path: Path) -> None:
     store = tmp_path / "store"
     first = run_cli(store)
     statuses = {m["alias"]: m["status"] for m in first["models"]}  # type: ignore[index,union-attr]
-    assert statuses == {"embed": "published", "embed-int8": "published"}
+    assert statuses == {"embed": "published", "embed-int8": "published", "classify": "published", "chat": "published"}
     for alias in statuses:
         current = (store / alias / "CURRENT").read_text().strip()
         assert (store / alias / current / "manifest.json").is_file()
     second = run_cli(store)
-    assert {m["alias"]: m["status"] for m in second["models"]} == {"embed": "current", "embed-int8": "current"}  # type: ignore[index,union-attr]
+    assert {m["alias"]: m["status"] for m in second["models"]} == dict.fromkeys(statuses, "current")  # type: ignore[index,union-attr]

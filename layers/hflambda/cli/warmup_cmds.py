@@ -60,6 +60,14 @@ class RichObserver:
             self.progress.update(task, description=f"{result.alias}: {result.status.value}", completed=len(self.STEPS) + 1)
 
 
+PARITY_KEYS = ("min_cosine", "mean_cosine", "argmax_agreement", "max_prob_diff", "logits_min_cosine")
+
+
+def _parity_summary(parity: dict[str, object]) -> str:
+    shown = {k: parity[k] for k in PARITY_KEYS if k in parity}
+    return "parity " + json.dumps(shown) if shown else ""
+
+
 def summary_table(result: WarmupResult) -> Table:
     """One row per model: status, revision, time, reason."""
     table = Table(title=f"warmup {result.run_id[:8]}")
@@ -68,7 +76,7 @@ def summary_table(result: WarmupResult) -> Table:
     for m in result.models:
         style = STYLE.get(m.status, "")
         seconds = m.timings.get("total_s")
-        detail = m.reason or (f"parity {json.dumps(m.parity)}" if m.parity else "")
+        detail = m.reason or _parity_summary(m.parity)
         table.add_row(m.alias, f"[{style}]{m.status.value}[/{style}]", (m.live_revision or m.revision or "-")[:12], f"{seconds:.1f}" if seconds else "-", detail)
     return table
 

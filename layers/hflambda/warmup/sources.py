@@ -122,6 +122,10 @@ def open_source(spec: ModelSpec, *, registry_dir: Path | None = None, **options:
         return LocalFolderSource(uri, registry_dir)
     if uri.startswith("pkg://"):
         return PackageSource(uri)
+    if uri.startswith("dev://"):
+        from hflambda.warmup.devmodels import DevModelSource
+
+        return DevModelSource(uri)
     if uri.startswith("hf://"):
         from hflambda.warmup.hub import HubSource
 
