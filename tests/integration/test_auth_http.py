@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
-from hflambda.auth.devissuer import DEV_AUDIENCE, DevIssuer
 
+from hflambda.auth.devissuer import DEV_AUDIENCE, DevIssuer
 from tests.fixtures.auth import APP_ORIGIN, BAD_TOKEN_NAMES, apigw_event, bad_tokens
 from tests.fixtures.models import REPO, clear_caches, fresh_module
 

@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from typer.testing import CliRunner
+
 from hflambda import telemetry
 from hflambda.auth import current_verifier, identify
 from hflambda.auth.devissuer import DEV_AUDIENCE, DevIssuer
 from hflambda.cli import app
 from hflambda.errors import AuthError, AuthNotConfigured, AuthUnavailable
-from typer.testing import CliRunner
-
 from tests.fixtures.auth import APP_ORIGIN, BAD_TOKEN_NAMES, apigw_event, bad_tokens
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from hflambda import telemetry
 from hflambda.auth import Verifier
 from hflambda.auth.devissuer import DEV_AUDIENCE, DevIssuer
 from hflambda.cli import app
-from typer.testing import CliRunner
-
 from tests.fixtures.auth import FakeJwks
 
 ISSUER = "https://issuer.example"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from hflambda.auth import Identity, Verifier, current_verifier, identify, resolver
 from hflambda.auth.devissuer import DevIssuer
 from hflambda.errors import AuthError, AuthNotConfigured, AuthUnavailable
-
 from tests.fixtures.auth import FakeJwks, apigw_event
 
 ISSUER = "https://issuer.example"

@@ -11,10 +11,10 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from hflambda.auth import Identity, JwksCache, Verifier, bearer_token
 from hflambda.auth.devissuer import DevIssuer
 from hflambda.errors import AuthError, AuthUnavailable
-
 from tests.fixtures.auth import APP_ORIGIN, BAD_TOKEN_NAMES, Clock, FakeJwks, bad_tokens, public_jwk
 
 ISSUER = "https://issuer.example"
