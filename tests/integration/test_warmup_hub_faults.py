@@ -8,6 +8,7 @@ serves a complete, verified revision: B after success, A after failure.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -212,12 +213,17 @@ def test_private_repo_without_a_token(fake_hub: HubWorld, store: Path, tmp_path:
     assert_live(store, fake_hub.rev_a)
 
 
-def test_private_repo_with_the_token_from_secrets_manager(fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None) -> None:
+def test_private_repo_with_the_token_from_secrets_manager(
+    fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None, json_logs: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
     put_secret(TOKEN_SECRET, json.dumps({"HF_TOKEN": TOKEN}))
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.private_rev, repo=PRIVATE_REPO), hf_token_secret=TOKEN_SECRET)
     assert outcome.status == "published", outcome
     assert_live(store, fake_hub.private_rev)
     assert all(s.authorized for s in fake_hub.hub.seen if s.route in ("info", "head"))
+    assert "fetched from the Hub" in json_logs.getvalue()
+    assert TOKEN not in json_logs.getvalue() + caplog.text  # never logged
+    assert TOKEN not in outcome.model_dump_json()
 
 
 def test_gated_repo_says_accept_the_license(fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None) -> None:

@@ -3,6 +3,7 @@ typed and naming the secret, the ModelsFailed metric emitted, serving unaffected
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,12 +90,17 @@ def warmup_env(warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: 
 
 
 def test_missing_secret_fails_loudly_and_serving_continues(
-    warmup_env: Path, fake_hub: HubWorld, warm_aws: None, auth_env: DevIssuer, capsys: pytest.CaptureFixture[str]
+    warmup_env: Path,
+    fake_hub: HubWorld,
+    warm_aws: None,
+    auth_env: DevIssuer,
+    capsys: pytest.CaptureFixture[str],
+    json_logs: io.StringIO,
 ) -> None:
     before = ModelStore(warmup_env).current_name("classify")
     handler = fresh_module("functions.warmup.handler").handler
     summary = handler({}, lambda_context())
-    stdout = capsys.readouterr().out
+    stdout = capsys.readouterr().out  # EMF documents
 
     assert summary["ok"] is False
     by_alias = {m["alias"]: m for m in summary["models"]}
@@ -103,6 +109,12 @@ def test_missing_secret_fails_loudly_and_serving_continues(
     assert MISSING in failed["reason"] and "does not exist" in failed["reason"]
     assert failed["live_revision"] == before
     assert by_alias["embed"]["status"] == by_alias["embed-int8"]["status"] == "current"
+    # one line per model, the failure as an error; every line carries the run id as correlation id
+    logs = [json.loads(line) for line in json_logs.getvalue().splitlines() if line.startswith("{")]
+    finished = {line["model"]: line for line in logs if line["message"] == "model warmup finished"}
+    assert set(finished) == {"embed", "embed-int8", "classify"}
+    assert finished["classify"]["level"] == "ERROR" and MISSING in finished["classify"]["reason"]
+    assert {line["correlation_id"] for line in logs} == {summary["run_id"]}
     metrics = emf_metrics(stdout)
     assert metrics["ModelsFailed"] == 1 and metrics["ModelsSkipped"] == 2, metrics
     assert fake_hub.hub.count() == 0  # the token is needed before the first request
