@@ -45,6 +45,7 @@ def _root(
 
 # command modules register themselves on ``app`` when imported
 from hflambda.cli import auth_cmds as _auth_cmds  # noqa: E402,F401
+from hflambda.cli import demo_cmds as _demo_cmds  # noqa: E402,F401
 from hflambda.cli import dev_cmds as _dev_cmds  # noqa: E402,F401
 from hflambda.cli import index_cmds as _index_cmds  # noqa: E402,F401
 from hflambda.cli import mirror_cmds as _mirror_cmds  # noqa: E402,F401

@@ -12,7 +12,7 @@ from rich.table import Table
 from hflambda.cli import app
 
 
-def _summary(console: Console, info: dict[str, object], token: str) -> None:
+def _summary(console: Console, info: dict[str, object], token: str, key_dir: Path) -> None:
     api = info["api"]
     table = Table(title="hflambda dev", show_header=False)
     table.add_column(style="bold")
@@ -62,7 +62,7 @@ def dev(
     install_signal_handlers(stack)
     try:
         info = stack.start()
-        _summary(console, info, stack.issuer.token("alice"))
+        _summary(console, info, stack.issuer.token("alice"), state / "dev-issuer")
         stack.supervise()
     except KeyboardInterrupt:
         console.print("stopping ...")
