@@ -286,13 +286,13 @@ class Indexer:
                 newest[item.op.key] = item
         batch_superseded = [item for item in pending if newest[item.op.key] is not item]
         try:
-            skips = self.store.plan([item.op for item in newest.values()], space)
+            plan = self.store.plan([item.op for item in newest.values()], space)
         except Exception as exc:
             self._fail(outcome, pending, f"vector store unavailable: {type(exc).__name__}: {exc}")
             return
-        outcome.superseded += len(batch_superseded) + sum(1 for s in skips.values() if s == "superseded")
-        outcome.duplicates += sum(1 for s in skips.values() if s == "duplicate")
-        work = [item for key, item in newest.items() if key not in skips]
+        outcome.superseded += len(batch_superseded) + sum(1 for s in plan.values() if s == "superseded")
+        outcome.duplicates += sum(1 for s in plan.values() if s == "duplicate")
+        work = [item for key, item in newest.items() if key not in plan]
         if not work:
             return
         work = self._embed(work, embedder, outcome)
@@ -300,7 +300,7 @@ class Indexer:
             return
         started = time.perf_counter()
         try:
-            result = self.store.apply([item.op for item in work], space)
+            result = self.store.apply([item.op for item in work], space, plan)
         except Exception as exc:
             self._fail(outcome, work, f"vector store write failed: {type(exc).__name__}: {exc}")
             return

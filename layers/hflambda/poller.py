@@ -250,13 +250,17 @@ class Poller:
         return sum(int(v) for v in attributes.values())
 
     def drain(self, timeout: float = 120.0) -> PollerStats:
-        """Poll in this thread until the queue holds nothing (TimeoutError after ``timeout`` s)."""
+        """Poll in this thread until the queue holds nothing (TimeoutError after ``timeout`` s).
+
+        Messages in flight (failed ones waiting out their visibility timeout) count as not
+        drained: they come back, and end either processed or in the DLQ.
+        """
         deadline = time.monotonic() + timeout
-        while self.pending() > 0:
+        while True:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"queue not drained after {timeout} s: {self.pending()} message(s) left; {self.stats}")
-            self.poll_once()
-        return self.stats
+            if self.poll_once() == 0 and self.pending() == 0:
+                return self.stats
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     vector_keep_versions_minutes: int = Field(
         60, description="Maintenance removes vector-table versions older than this (readers may still use newer ones)."
     )
+    vector_optimize_every: int = Field(
+        50, description="A writer compacts the vector tables after this many of its batches (0: only scheduled maintenance)."
+    )
     # --- auth ---------------------------------------------------------------------------
     auth_issuer: str | None = Field(
         None, description="JWT issuer (Clerk Frontend API URL). Unset: protected routes 401."

@@ -129,7 +129,7 @@ def test_one_document_that_cannot_be_embedded_fails_alone(store: LanceVectorStor
 
 def test_a_store_failure_fails_the_valid_records(tmp_path: Path, embedder: FakeEmbedder) -> None:
     class BrokenStore(LanceVectorStore):
-        def apply(self, ops, space):  # type: ignore[no-untyped-def]
+        def apply(self, ops, space, plan=None):  # type: ignore[no-untyped-def]
             raise OSError("disk full")
 
     indexer = make_indexer(BrokenStore(str(tmp_path / "v")), embedder)

@@ -19,6 +19,7 @@ from hflambda.vectors.base import (
     FailureRecord,
     MaintenanceReport,
     MetadataFilter,
+    Plan,
     SearchHit,
     StoredDocument,
     UpsertOp,
@@ -35,6 +36,7 @@ __all__ = [
     "FailureRecord",
     "MaintenanceReport",
     "MetadataFilter",
+    "Plan",
     "SearchHit",
     "StoredDocument",
     "UpsertOp",
@@ -50,10 +52,14 @@ __all__ = [
 def open_vector_store(settings: Settings | None = None, *, uri: str | None = None) -> VectorStore:
     """A new store for ``uri`` (default: ``settings.vector_uri``), configured from ``settings``."""
     settings = settings or get_settings()
-    return _open(uri or settings.vector_uri, settings.vector_index_min_rows, settings.vector_keep_versions_minutes)
+    return _open(uri or settings.vector_uri, *_tuning(settings))
 
 
-def _open(uri: str, index_min_rows: int, keep_minutes: int) -> VectorStore:
+def _tuning(settings: Settings) -> tuple[int, int, int]:
+    return settings.vector_index_min_rows, settings.vector_keep_versions_minutes, settings.vector_optimize_every
+
+
+def _open(uri: str, index_min_rows: int, keep_minutes: int, optimize_every: int) -> VectorStore:
     from hflambda.vectors.lance import LanceVectorStore, s3_storage_options
 
     return LanceVectorStore(
@@ -61,18 +67,19 @@ def _open(uri: str, index_min_rows: int, keep_minutes: int) -> VectorStore:
         storage_options=s3_storage_options() if uri.startswith("s3://") else None,
         index_min_rows=index_min_rows,
         keep_versions=timedelta(minutes=keep_minutes),
+        optimize_every=optimize_every,
     )
 
 
 @lru_cache(maxsize=4)
-def _shared(uri: str, index_min_rows: int, keep_minutes: int) -> VectorStore:
-    return _open(uri, index_min_rows, keep_minutes)
+def _shared(uri: str, index_min_rows: int, keep_minutes: int, optimize_every: int) -> VectorStore:
+    return _open(uri, index_min_rows, keep_minutes, optimize_every)
 
 
 def get_vector_store(settings: Settings | None = None) -> VectorStore:
     """The process-wide store for the current settings (one per configuration)."""
     settings = settings or get_settings()
-    return _shared(settings.vector_uri, settings.vector_index_min_rows, settings.vector_keep_versions_minutes)
+    return _shared(settings.vector_uri, *_tuning(settings))
 
 
 def maintain_vectors(settings: Settings | None = None) -> MaintenanceReport:

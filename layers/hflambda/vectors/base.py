@@ -34,6 +34,7 @@ __all__ = [
     "FailureRecord",
     "MaintenanceReport",
     "MetadataFilter",
+    "Plan",
     "Scalar",
     "SearchHit",
     "Skip",
@@ -55,6 +56,14 @@ MetadataFilter: TypeAlias = Mapping[str, Scalar | Sequence[Scalar]]
 metadata value, contains it); a list filter value means any of them. Keys are ANDed."""
 
 Skip: TypeAlias = Literal["superseded", "duplicate"]
+
+
+class Plan(dict[DocKey, Skip]):
+    """``plan``'s answer: the ops that need no work, by key (a dict), plus the backend's
+    snapshot of what was stored, which ``apply`` may reuse instead of reading it again (a
+    stale snapshot is safe: ``apply`` guards every write and settles afterwards)."""
+
+    snapshot: Any = None
 
 
 @dataclass(frozen=True)
@@ -235,13 +244,13 @@ class VectorStore(ABC):
     uri: str
 
     @abstractmethod
-    def plan(self, ops: Sequence[WriteOp], space: VectorSpace) -> dict[DocKey, Skip]:
+    def plan(self, ops: Sequence[WriteOp], space: VectorSpace) -> Plan:
         """Ops that need no work: ``superseded`` (a newer version is stored) or
         ``duplicate`` (this exact version is already indexed in ``space``). Advisory: lets the
         caller skip embedding; ``apply`` re-checks everything itself."""
 
     @abstractmethod
-    def apply(self, ops: Sequence[WriteOp], space: VectorSpace) -> ApplyResult:
+    def apply(self, ops: Sequence[WriteOp], space: VectorSpace, plan: Plan | None = None) -> ApplyResult:
         """Write a batch: upserts (with their chunks) and deletes, newest-wins per document.
 
         Idempotent (a redelivered op changes nothing) and safe under concurrent writers:
