@@ -72,3 +72,11 @@ requirements-check: install
 ## make cdk-cli: the CDK CLI (npm, pinned in package.json) for `npx cdk deploy`.
 cdk-cli:
 	npm ci --no-audit --no-fund
+
+## make soak: the whole local stack under load and faults (SOAK_SECONDS, SOAK_CLIENTS); writes bench/soak.json
+soak: install
+	$(PY) -m bench.soak
+
+## make demo: a scripted walkthrough against a running `make dev` (run it in another terminal)
+demo: install
+	$(VENV)/bin/hflambda demo

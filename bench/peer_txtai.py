@@ -15,7 +15,8 @@ STARTED = time.perf_counter()
 
 
 def main() -> None:
-    workload = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as handle:
+        workload = json.loads(handle.read())
     model_dir = sys.argv[2]
     from txtai import Embeddings
 
