@@ -134,12 +134,13 @@ class Poller:
         *,
         sqs_client: Any | None = None,
         batch_size: int = 10,
+        batching_window: float = 0.0,
         wait_seconds: int = 1,
         function_timeout: float = 60.0,
         error_backoff: float = 1.0,
     ) -> None:
-        if not 1 <= batch_size <= 10:
-            raise ValueError("batch_size must be 1..10 (one ReceiveMessage call)")
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError("batch_size must be 1..10000 (the event source mapping's BatchSize range)")
         if sqs_client is None:
             import boto3
 
@@ -149,6 +150,7 @@ class Poller:
         self.handler_target = handler
         self._handler: Handler | None = None
         self.batch_size = batch_size
+        self.batching_window = batching_window
         self.wait_seconds = wait_seconds
         self.function_timeout = function_timeout
         self.error_backoff = error_backoff
@@ -174,17 +176,39 @@ class Poller:
             self._queue_arn = str(attributes["Attributes"]["QueueArn"])
         return self._queue_arn
 
-    def poll_once(self, wait_seconds: int | None = None) -> int:
-        """Receive one batch, invoke the handler, delete what succeeded; returns records received."""
+    def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds,
+            MaxNumberOfMessages=min(10, count),
+            WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        messages = response.get("Messages") or []
+        return list(response.get("Messages") or [])
+
+    def receive_batch(self, wait_seconds: int | None = None) -> list[dict[str, Any]]:
+        """Up to ``batch_size`` messages, like the event source mapping gathers them.
+
+        Beyond 10 (one ReceiveMessage), it keeps receiving until the batch is full, the
+        queue has nothing more, or ``batching_window`` seconds have passed
+        (``MaximumBatchingWindowInSeconds``).
+        """
+        messages = self._receive(self.batch_size, self.wait_seconds if wait_seconds is None else wait_seconds)
+        deadline = time.monotonic() + self.batching_window
+        while messages and len(messages) < self.batch_size:
+            more = self._receive(self.batch_size - len(messages), 0)
+            if more:
+                messages.extend(more)
+            elif time.monotonic() >= deadline:
+                break
+            else:
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return messages
+
+    def poll_once(self, wait_seconds: int | None = None) -> int:
+        """Receive one batch, invoke the handler, delete what succeeded; returns records received."""
+        messages = self.receive_batch(wait_seconds)
         if not messages:
             return 0
         event = build_event(messages, self.queue_arn)
@@ -305,10 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hflambda.poller", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--queue-url", required=True, help="The SQS queue to poll.")
     parser.add_argument("--handler", default="functions.index.handler.handler", help="Dotted path of the Lambda handler.")
-    parser.add_argument("--batch-size", type=int, default=10, help="Records per invocation (1..10).")
+    parser.add_argument("--batch-size", type=int, default=10, help="Records per invocation (1..10000).")
+    parser.add_argument("--batching-window", type=float, default=0.0, help="Seconds to gather a batch over 10 records.")
     parser.add_argument("--wait-seconds", type=int, default=1, help="Long-poll wait per ReceiveMessage.")
     args = parser.parse_args(argv)
-    poller = Poller(args.queue_url, args.handler, batch_size=args.batch_size, wait_seconds=args.wait_seconds)
+    poller = Poller(
+        args.queue_url, args.handler, batch_size=args.batch_size, batching_window=args.batching_window, wait_seconds=args.wait_seconds
+    )
     stop = threading.Event()
 
     def _stop(signum: int, frame: Any) -> None:

@@ -102,6 +102,17 @@ def test_background_polling_stops_cleanly(sqs: Any) -> None:
     assert thread is not None and not thread.is_alive()
 
 
+def test_batches_over_ten_are_gathered_from_several_receives(sqs: Any) -> None:
+    queues = make_queues(sqs)
+    for start in range(0, 25, 10):
+        sqs.send_message_batch(QueueUrl=queues.queue_url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(min(10, 25 - start))])
+    recorder = Recorder()
+    poller = Poller(queues.queue_url, recorder, sqs_client=sqs, batch_size=20, batching_window=0.2, wait_seconds=0)
+    poller.drain(timeout=30)
+    assert [len(e["Records"]) for e in recorder.events] == [20, 5]
+    assert len({r["messageId"] for e in recorder.events for r in e["Records"]}) == 25
+
+
 def test_handlers_are_resolved_by_dotted_path() -> None:
     assert resolve_handler("json.dumps") is json.dumps
     with pytest.raises(ValueError, match="dotted path"):

@@ -115,6 +115,18 @@ def test_interleaved_writers_converge_to_the_newest_version(tmp_path: Path) -> N
     assert chunk_map(fast, "u", "d") == {0: "fresh #0"}
 
 
+def test_settle_never_deletes_rows_newer_than_the_catalogue_it_read(store: LanceVectorStore) -> None:
+    """A writer whose catalogue commit landed after our read writes newer rows: they stay."""
+    store.apply([upsert("u", "d", 1, 1, text="old")], SPACE)
+    newer = upsert("u", "d", 3, 3, text="newer")
+    store._merge_chunks([newer], SPACE, {}, datetime.now(UTC))  # its catalogue commit not seen yet
+    assert store._settle([("u", "d")], {}, SPACE) == 0
+    assert chunk_map(store, "u", "d") == {0: "newer #0", 1: "newer #1", 2: "newer #2"}
+    # once its catalogue commit is visible, the older rows (if any) go and the newer stay
+    store.apply([newer], SPACE)
+    assert chunk_map(store, "u", "d") == {0: "newer #0", 1: "newer #1", 2: "newer #2"}
+
+
 def test_duplicate_rows_from_concurrent_first_inserts_are_settled(store: LanceVectorStore) -> None:
     op = upsert("u", "d", 1, 2, text="dup")
     store.apply([op], SPACE)

@@ -37,6 +37,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -208,6 +209,7 @@ class LanceVectorStore(VectorStore):
         # the settle step depends on it)
         self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
         self._tables: dict[str, Any] = {}
+        self._chunk_names: tuple[float, list[str]] | None = None
 
     # --- tables ------------------------------------------------------------------------
 
@@ -231,11 +233,16 @@ class LanceVectorStore(VectorStore):
             # another writer created it between our open and create
             table = self.db.open_table(name)
         self._tables[name] = table
+        self._chunk_names = None
         return table
 
     def _chunk_tables(self) -> list[tuple[str, Any]]:
-        names = [n for n in self._table_names() if n.startswith(CHUNKS_PREFIX)]
-        tables = [(n, self._open(n)) for n in names]
+        # listing tables is a LIST on S3: cached, refreshed every few minutes (a new chunk
+        # table only appears when the embedding model's vector size changes)
+        now = time.monotonic()
+        if self._chunk_names is None or now - self._chunk_names[0] > 300:
+            self._chunk_names = (now, [n for n in self._table_names() if n.startswith(CHUNKS_PREFIX)])
+        tables = [(n, self._open(n)) for n in self._chunk_names[1]]
         return [(n, t) for n, t in tables if t is not None]
 
     def _table_names(self) -> list[str]:
@@ -499,15 +506,27 @@ class LanceVectorStore(VectorStore):
         return len(vectors)
 
     def _settle(self, keys: Sequence[DocKey], written: Mapping[DocKey, str], space: VectorSpace) -> int:
-        """Delete chunk rows that are not of their document's current version, and duplicates.
+        """Delete chunk rows older than their document's current version, and duplicates.
 
-        ``written`` maps the documents this writer just wrote in ``space`` to the version it
-        wrote: when that version is still current, rows of it from another model revision
-        are stale too.
+        Only rows *older* than the catalogue version read here are deleted: a newer row
+        belongs to a writer that committed after this read and settles after itself. So the
+        reads may run in any order (here: concurrently). ``written`` maps the documents this
+        writer just wrote in ``space`` to the version it wrote: when that version is current,
+        its rows from another model revision are stale too.
         """
         if not keys:
             return 0
-        catalogue_rows = self._catalogue_rows(keys, with_text=False)
+        predicate = _keys_predicate(keys)
+        columns = ["user_id", "document_id", "chunk", "version", "model_revision"]
+        tables = self._chunk_tables()
+        with ThreadPoolExecutor(max_workers=1 + len(tables)) as pool:
+            catalogue_future = pool.submit(self._catalogue_rows, keys, with_text=False)
+            chunk_futures = [
+                (name, table, pool.submit(lambda t: t.search().where(predicate).with_row_id(True).select(columns).limit(None).to_arrow(), table))
+                for name, table in tables
+            ]
+            catalogue_rows = catalogue_future.result()
+            chunk_rows = [(name, table, future.result().to_pylist()) for name, table, future in chunk_futures]
         latest = self._latest(catalogue_rows)
         removed = 0
         # duplicate catalogue rows (concurrent first inserts of one key): keep the newest
@@ -515,24 +534,31 @@ class LanceVectorStore(VectorStore):
         if stale_catalogue:
             removed += self._delete_rowids(self._open(CATALOGUE), stale_catalogue)
         space_table = f"{CHUNKS_PREFIX}{space.dimensions}"
-        for name, table in self._chunk_tables():
-            columns = ["user_id", "document_id", "chunk", "version", "model_revision"]
-            query = table.search().where(_keys_predicate(keys)).with_row_id(True).select(columns).limit(None)
+        for name, table, rows in chunk_rows:
             stale: list[int] = []
-            seen: set[tuple[str, str, int]] = set()
-            for row in query.to_arrow().to_pylist():
+            seen: set[tuple[str, str, int, str]] = set()
+            for row in rows:
                 key = (row["user_id"], row["document_id"])
                 current = latest.get(key)
-                keep = current is not None and not current["deleted"] and row["version"] == current["version"]
-                if keep and name == space_table and current is not None and written.get(key) == current["version"]:
-                    keep = row["model_revision"] == space.revision
-                ident = (key[0], key[1], int(row["chunk"]))
-                if keep and ident in seen:
-                    keep = False  # a duplicate of a row we keep
-                if keep:
-                    seen.add(ident)
-                else:
+                if current is None:
+                    continue  # written after our catalogue read: its writer settles it
+                version = row["version"]
+                if version < current["version"] or (version == current["version"] and current["deleted"]):
                     stale.append(int(row["_rowid"]))
+                    continue
+                if (
+                    version == current["version"]
+                    and name == space_table
+                    and written.get(key) == version
+                    and row["model_revision"] != space.revision
+                ):
+                    stale.append(int(row["_rowid"]))  # replaced by this writer's revision
+                    continue
+                ident = (key[0], key[1], int(row["chunk"]), version)
+                if ident in seen:
+                    stale.append(int(row["_rowid"]))  # a duplicate of a row we keep
+                else:
+                    seen.add(ident)
             if stale:
                 removed += self._delete_rowids(table, stale)
         if removed:
