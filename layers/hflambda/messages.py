@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -60,6 +61,19 @@ def version_key(ts: int, op: str, digest: str = "") -> str:
     return f"{ts:0{_TS_DIGITS}d}.{rank}.{digest}"
 
 
+# characters SQS refuses in a message body that JSON does not escape by itself
+_SQS_UNSAFE = re.compile("[\ufffe\uffff]")
+
+
+def _encodable(value: str, what: str) -> str:
+    """``value`` unless it holds an unpaired surrogate (not UTF-8; no queue or table takes it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} contains an unpaired surrogate (not valid Unicode text)") from None
+    return value
+
+
 def _to_epoch_ms(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -93,6 +107,16 @@ class Document(BaseModel):
             raise ValueError("text is blank")
         return value
 
+    # (pydantic refuses unpaired surrogates in str fields; metadata values are Any)
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            _encodable(json.dumps(value, ensure_ascii=False, allow_nan=False), "metadata")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata must be plain JSON: {exc}") from None
+        return value
+
     def digest(self) -> str:
         """16 hex chars of sha256 over the text and canonical metadata."""
         blob = json.dumps([self.text, self.metadata], sort_keys=True, ensure_ascii=False, default=str)
@@ -119,7 +143,9 @@ class _Message(BaseModel):
         """The SQS message body: compact JSON in contract order, ``ts`` left out when unset."""
         data = self.model_dump(mode="json", exclude_none=True)
         ordered = {key: data.pop(key) for key in ("v", "op", "user_id") if key in data}
-        return json.dumps({**ordered, **data}, ensure_ascii=False, separators=(",", ":"))
+        body = json.dumps({**ordered, **data}, ensure_ascii=False, separators=(",", ":"))
+        # U+FFFE/U+FFFF only occur inside JSON strings: escaping them keeps the JSON equal
+        return _SQS_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", body)
 
 
 class UpsertMessage(_Message):

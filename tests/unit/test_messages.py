@@ -90,3 +90,16 @@ def test_missing_ts_falls_back_to_sent_timestamp() -> None:
     assert message.version(5_000) < message.version(5_001)
     # ts up to year 33658 keeps lexicographic order = numeric order
     assert version_key(999, "upsert") < version_key(1000, "upsert") < version_key(10**14, "upsert")
+
+
+def test_text_that_no_queue_or_table_can_hold_is_refused_and_sqs_unsafe_characters_are_escaped() -> None:
+    with pytest.raises(MessageInvalid, match="valid string"):
+        parse_message(upsert_body(document={"id": "d", "text": "bad \ud800 text"}))
+    with pytest.raises(ValueError, match="valid string"):
+        DeleteMessage(user_id="u\udfff", document_id="d")
+    with pytest.raises(MessageInvalid, match="unpaired surrogate"):
+        parse_message(upsert_body(document={"id": "d", "text": "t", "metadata": {"k": "\udc00"}}))
+    message = UpsertMessage(user_id="u", document=Document(id="d", text="odd \uffff char", metadata={"k": "\ufffe"}))
+    body = message.to_body()
+    assert "\uffff" not in body and "\ufffe" not in body and "\\uffff" in body
+    assert parse_message(body) == message
