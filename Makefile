@@ -29,7 +29,7 @@ dev: install
 
 ## make test: install, lint, then every test (unit, integration, infra, e2e)
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check layers functions tests cdk bench
