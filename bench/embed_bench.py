@@ -89,7 +89,7 @@ def main() -> dict[str, Any]:
     from hflambda.store import ModelStore
 
     store, registry = warm_store()
-    env = {"HFLAMBDA_MODEL_STORE": str(store), "HFLAMBDA_REGISTRY": str(registry), "HFLAMBDA_PROFILE": "local", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
+    env = {"HFLAMBDA_MODEL_STORE": str(store), "HFLAMBDA_REGISTRY": str(registry), "HFLAMBDA_PROFILE": "local", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_TRACE_DISABLED": "true"}
     cold_h = [run_python(COLD_HFLAMBDA, env)[0] for _ in range(3)]
     cold_st = [run_python(COLD_ST, {"HF_HUB_OFFLINE": "1"})[0] for _ in range(3)]
 

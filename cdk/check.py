@@ -25,7 +25,7 @@ from cdk.config import REPO_ROOT
 # Every setting that changes which resources exist gets synthesized and checked.
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "nat-instance": {"nat_mode": "instance"},
+    "nat-instance": {"nat_mode": "instance", "tracing": True},
     "no-nat-arm64": {
         "nat_mode": "none",
         "model_mirror_bucket": "example-model-mirror",

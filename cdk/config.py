@@ -63,6 +63,7 @@ class DeployConfig:
     log_retention_days: int = 30
     predict_5xx_threshold: int = 5
     alarm_email: str = ""
+    tracing: bool = False  # X-Ray active tracing; importing the X-Ray SDK adds cold-start time
 
     # Fixed by the design, not settings: warmup runs alone and may take Lambda's maximum.
     WARMUP_TIMEOUT_S = 900

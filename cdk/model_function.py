@@ -135,7 +135,7 @@ class ModelFunction(Construct):
             security_groups=[self.security_group],
             filesystem=mount,
             log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=lambda_.Tracing.ACTIVE if config.tracing else lambda_.Tracing.DISABLED,
             recursive_loop=lambda_.RecursiveLoop.TERMINATE,
         )
         role = self.function.role
@@ -151,9 +151,10 @@ class ModelFunction(Construct):
             "AWS-maintained minimal Lambda policies: writing to the function's own log group and "
             "managing the ENIs a VPC function needs. Writing them by hand would only drift.",
         )
-        nag.acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no "
-            "resource-level permissions, so X-Ray requires Resource '*'.",
-        )
+        if config.tracing:
+            nag.acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no "
+                "resource-level permissions, so X-Ray requires Resource '*'.",
+            )

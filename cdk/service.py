@@ -35,8 +35,13 @@ def settings_env(**values: str) -> dict[str, str]:
     return {env_name(field): value for field, value in values.items()}
 
 
-def powertools_env(service: str) -> dict[str, str]:
-    return {"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+def powertools_env(service: str, *, tracing: bool) -> dict[str, str]:
+    """Powertools' own variables; tracing off also keeps the X-Ray SDK out of the cold start."""
+    return {
+        "POWERTOOLS_SERVICE_NAME": service,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "POWERTOOLS_TRACE_DISABLED": "false" if tracing else "true",
+    }
 
 
 class VectorsAccess:
@@ -131,7 +136,7 @@ class ServiceStack(Stack):
                 # a chat completion's fallback chain must finish before the function times out
                 chat_budget_seconds=str(max(1, config.predict_timeout_s - 2)),
             )
-            | powertools_env("predict"),
+            | powertools_env("predict", tracing=config.tracing),
             subnets=serving_subnets,
             writable_store=False,
             store=store,
@@ -156,7 +161,7 @@ class ServiceStack(Stack):
             sizing=FunctionSizing(
                 memory_mb=config.index_memory_mb, timeout=Duration.seconds(config.index_timeout_s)
             ),
-            environment=common | settings_env(vector_uri=storage.vector_uri) | powertools_env("index"),
+            environment=common | settings_env(vector_uri=storage.vector_uri) | powertools_env("index", tracing=config.tracing),
             subnets=serving_subnets,
             writable_store=False,
             store=store,
@@ -174,7 +179,7 @@ class ServiceStack(Stack):
 
         # --- warmup -------------------------------------------------------------------------
         token_secret = config.hf_token_secret_name or storage.hf_token.secret_arn
-        warmup_env = common | settings_env(hf_token_secret=token_secret) | powertools_env("warmup")
+        warmup_env = common | settings_env(hf_token_secret=token_secret) | powertools_env("warmup", tracing=config.tracing)
         if config.hf_endpoint:
             warmup_env |= settings_env(hf_endpoint=config.hf_endpoint)
         warmup_env["HF_HOME"] = "/tmp/huggingface"  # the only writable place besides the store
