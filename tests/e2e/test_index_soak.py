@@ -171,6 +171,8 @@ def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
     assert all(letter.reason_source == "recorded" and letter.reason.startswith("invalid message") for letter in letters)
     assert queue_depth(sqs, queues.queue_url) == 0
 
+    report = store.maintain()  # the scheduled step: compaction + scalar indexes (also speeds the checks up)
+    assert "chunks_384" in report.optimized
     embedder = soak_env.indexer.embedder()
     space = VectorSpace.of(embedder)
     live = {key: op for key, op in newest.items() if op.text is not None}
