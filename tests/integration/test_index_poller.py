@@ -118,3 +118,30 @@ def test_handlers_are_resolved_by_dotted_path() -> None:
     with pytest.raises(ValueError, match="dotted path"):
         resolve_handler("handler")
     assert LocalContext(timeout_seconds=5).get_remaining_time_in_millis() <= 5000
+
+
+def test_poller_process_as_hflambda_dev_runs_it(sqs: Any, aws_env: str, tmp_path: Any) -> None:
+    """``python -m hflambda.poller --queue-url ... --handler ...`` polls until SIGTERM, then exits 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.fixtures.models import REPO
+
+    queues = make_queues(sqs)
+    out = tmp_path / "bodies.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SQS_HANDLER_OUT": str(out), "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    argv = [sys.executable, "-m", "hflambda.poller", "--queue-url", queues.queue_url, "--handler", "tests.fakes.sqs_handler.handler"]
+    process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        send(sqs, queues.queue_url, "one", "two")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and queue_depth(sqs, queues.queue_url) > 0:
+            time.sleep(0.2)
+        assert queue_depth(sqs, queues.queue_url) == 0
+        assert sorted(out.read_text().split()) == ["one", "two"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output.decode()[-2000:]
