@@ -278,11 +278,15 @@ def main() -> dict[str, Any]:
     try:
         wait_for(endpoint)
         for batch in (10, 100):
-            for name, engine in engines.items():
-                # interleaved repeats, median: the machine is shared and noisy
-                hs = [handler_throughput(engine, batch, docs, WORK / f"index-{name}-{batch}") for _ in range(REPEATS)]
-                es = [end_to_end_throughput(engine, batch, docs, WORK / f"e2e-{name}-{batch}", endpoint) for _ in range(REPEATS)]
-                metrics.clear_metrics()
+            # repeats interleaved across engines, then the median: the machine is shared and
+            # a busy spell should not land on one engine only
+            runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {name: ([], []) for name in engines}
+            for _ in range(REPEATS):
+                for name, engine in engines.items():
+                    runs[name][0].append(handler_throughput(engine, batch, docs, WORK / f"index-{name}-{batch}"))
+                    runs[name][1].append(end_to_end_throughput(engine, batch, docs, WORK / f"e2e-{name}-{batch}", endpoint))
+                    metrics.clear_metrics()
+            for name, (hs, es) in runs.items():
                 h = median([x["docs_per_s"] for x in hs])
                 e = median([x["docs_per_s"] for x in es])
                 result["handler_docs_per_s"].setdefault(f"batch_{batch}", {})[name] = h
