@@ -210,6 +210,7 @@ class LanceVectorStore(VectorStore):
         self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
         self._tables: dict[str, Any] = {}
         self._chunk_names: tuple[float, list[str]] | None = None
+        self._indexed: dict[str, tuple[float, bool]] = {}
 
     # --- tables ------------------------------------------------------------------------
 
@@ -574,10 +575,16 @@ class LanceVectorStore(VectorStore):
 
     # --- search ------------------------------------------------------------------------
 
-    def has_vector_index(self, space: VectorSpace) -> bool:
-        """Whether the chunk table of ``space`` has an ANN index on ``vector``."""
+    def has_vector_index(self, space: VectorSpace, *, max_age: float = 60.0) -> bool:
+        """Whether the chunk table of ``space`` has an ANN index on ``vector`` (cached ``max_age`` s)."""
+        name = f"{CHUNKS_PREFIX}{space.dimensions}"
+        cached = self._indexed.get(name)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
         table = self._chunks(space)
-        return table is not None and any("vector" in idx.columns for idx in table.list_indices())
+        indexed = table is not None and any("vector" in idx.columns for idx in table.list_indices())
+        self._indexed[name] = (time.monotonic(), indexed)
+        return indexed
 
     def search(
         self,
@@ -695,6 +702,7 @@ class LanceVectorStore(VectorStore):
             if name.startswith(CHUNKS_PREFIX) and "vector" not in indexed and rows >= self.index_min_rows:
                 table.create_index("vector", config=HnswSq(distance_type="cosine"))
                 report.indexes_created.append(f"{name}.vector")
+                self._indexed.pop(name, None)
             table.optimize(cleanup_older_than=self.keep_versions)
             report.optimized.append(name)
         report.seconds = time.perf_counter() - started
