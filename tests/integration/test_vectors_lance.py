@@ -267,3 +267,19 @@ def test_a_new_vector_size_gets_its_own_table_and_deletes_reach_every_table(stor
     assert store.count_chunks(SPACE) == 0  # the older version's chunks are settled away everywhere
     store.apply([delete("u", "d", 3)], big)
     assert store.count_chunks(big) == 0
+
+
+def test_writers_compact_small_tables_and_leave_big_ones_to_maintenance(tmp_path: Path) -> None:
+    def fragments(store: LanceVectorStore) -> int:
+        return int(store._open("chunks_8").stats()["fragment_stats"]["num_fragments"])
+
+    small = LanceVectorStore(str(tmp_path / "small"), optimize_every=4, index_min_rows=1000)
+    for i in range(4):
+        small.apply([upsert("u", f"d{i}", 1)], SPACE)
+    assert fragments(small) == 1  # compacted on the 4th write
+    big = LanceVectorStore(str(tmp_path / "big"), optimize_every=4, index_min_rows=2)
+    for i in range(4):
+        big.apply([upsert("u", f"d{i}", 1)], SPACE)
+    assert fragments(big) == 4  # over index_min_rows: the scheduled maintain compacts it
+    big.maintain()
+    assert fragments(big) == 1

@@ -391,15 +391,17 @@ class LanceVectorStore(VectorStore):
 
         Each batch adds a few small fragments; reads slow down with their number (a
         catalogue lookup over 200 fragments took 33 ms, 5 ms after compaction), so writers
-        compact as they go instead of waiting for the scheduled maintenance. Best effort: a
-        compaction that loses a race with another writer is logged and retried next time.
+        compact as they go instead of waiting for the scheduled maintenance. LanceDB's
+        compaction rewrites the whole table, so a table of ``index_min_rows`` rows or more
+        is left to the scheduled ``maintain`` (which then must run every few minutes on a
+        busy store). Best effort: a compaction that loses a race is logged, retried later.
         """
         self._writes += 1
         if not self.optimize_every or self._writes % self.optimize_every:
             return
         for name in (CATALOGUE, f"{CHUNKS_PREFIX}{space.dimensions}"):
             table = self._open(name)
-            if table is None:
+            if table is None or int(table.count_rows()) >= self.index_min_rows:
                 continue
             started = time.perf_counter()
             try:
