@@ -47,8 +47,8 @@ class DeployConfig:
     predict_provisioned_concurrency: int = 0
     index_memory_mb: int = 2048
     index_timeout_s: int = 120
-    index_batch_size: int = 10
-    index_batching_window_s: int = 5
+    index_batch_size: int = 100  # one embedding call per up to 100 messages (needs a batching window >= 1 s)
+    index_batching_window_s: int = 2
     index_max_concurrency: int = 5
     index_max_receive_count: int = 5
     warmup_memory_mb: int = 8192

@@ -6,7 +6,7 @@ Read this file to know who may touch what:
 |----------|-------------------|----------------|-------------|-----------------|----------|
 | predict  | ClientMount (read-only) | read | send | no | no |
 | index    | ClientMount (read-only) | read/write | consume (event source) | no | no |
-| warmup   | ClientMount + ClientWrite | no | no | read | Hub via NAT (unless nat_mode=none) |
+| warmup   | ClientMount + ClientWrite | read/write (scheduled maintenance) | no | read | Hub via NAT (unless nat_mode=none) |
 """
 
 from __future__ import annotations
@@ -179,7 +179,12 @@ class ServiceStack(Stack):
 
         # --- warmup -------------------------------------------------------------------------
         token_secret = config.hf_token_secret_name or storage.hf_token.secret_arn
-        warmup_env = common | settings_env(hf_token_secret=token_secret) | powertools_env("warmup", tracing=config.tracing)
+        # warmup also runs the scheduled vector-store maintenance (compaction, ANN index)
+        warmup_env = (
+            common
+            | settings_env(hf_token_secret=token_secret, vector_uri=storage.vector_uri)
+            | powertools_env("warmup", tracing=config.tracing)
+        )
         if config.hf_endpoint:
             warmup_env |= settings_env(hf_endpoint=config.hf_endpoint)
         warmup_env["HF_HOME"] = "/tmp/huggingface"  # the only writable place besides the store
@@ -231,6 +236,7 @@ class ServiceStack(Stack):
         vectors = VectorsAccess(config)
         vectors.allow_read(self.predict)
         vectors.allow_read_write(self.index)
+        vectors.allow_read_write(self.warmup)  # scheduled maintenance
         storage.hf_token.grant_read(self.warmup)
         if config.model_mirror_bucket:
             mirror_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_mirror_bucket}"

@@ -8,26 +8,29 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from hflambda.settings import get_settings
 from hflambda.telemetry import logger, metrics
-from hflambda.warmup.service import emit_metrics, warmup_from_settings
+from hflambda.warmup.service import emit_metrics, maintain_vectors_step, warmup_from_settings
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Warm every registry model (or ``event["models"]``); return the per-model result.
+    """Warm every registry model (or ``event["models"]``), then maintain the vector store;
+    return the per-model result.
 
     One model's failure never stops the others; the run result lists each with its reason.
     """
+    settings = get_settings()
     aliases = event.get("models") if isinstance(event, dict) else None
-    result = warmup_from_settings(
-        get_settings(),
-        aliases=aliases,
-        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
-    )
+
+    def remaining() -> float:
+        return float(context.get_remaining_time_in_millis()) / 1000
+
+    result = warmup_from_settings(settings, aliases=aliases, remaining_seconds=remaining)
     logger.append_keys(run_id=result.run_id)
     emit_metrics(result)
     summary = result.model_dump(mode="json")
     summary["ok"] = result.ok
+    summary["vector_maintenance"] = maintain_vectors_step(settings, remaining)
     if not result.ok:
         logger.error("warmup finished with failures", extra={"failed": [m.alias for m in result.models if m.status == "failed"]})
     return summary

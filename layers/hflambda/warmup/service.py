@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -10,11 +11,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from hflambda.registry import load_registry
 from hflambda.settings import Settings
 from hflambda.store import ModelStore
-from hflambda.telemetry import metrics
+from hflambda.telemetry import logger, metrics
 from hflambda.warmup.runner import Observer, run_warmup
 from hflambda.warmup.types import ModelStatus, WarmupResult
 
-__all__ = ["emit_metrics", "warmup_from_settings"]
+__all__ = ["emit_metrics", "maintain_vectors_step", "warmup_from_settings"]
 
 
 def warmup_from_settings(
@@ -50,3 +51,29 @@ def emit_metrics(result: WarmupResult) -> None:
     metrics.add_metric(name="BytesDownloaded", unit=MetricUnit.Bytes, value=sum(m.bytes_downloaded for m in result.models))
     export_s = sum(m.timings.get("export_s", 0.0) for m in result.models)
     metrics.add_metric(name="ExportSeconds", unit=MetricUnit.Seconds, value=export_s)
+
+
+def maintain_vectors_step(settings: Settings, remaining_seconds: Callable[[], float] | None = None) -> dict[str, Any]:
+    """The scheduled vector-store maintenance (compaction, ANN index, old versions) after warmup.
+
+    Reported, never raised: maintenance failing must not hide the model results. Skipped
+    when too little time is left in the invocation or no vector store exists yet.
+    """
+    import dataclasses
+    import time
+
+    if remaining_seconds is not None and remaining_seconds() < settings.warmup_reserve_seconds:
+        return {"status": "deferred", "reason": f"less than {settings.warmup_reserve_seconds} s left"}
+    uri = settings.vector_uri
+    if not uri.startswith("s3://") and not Path(uri).exists():
+        return {"status": "skipped", "reason": f"no vector store at {uri} yet"}
+    started = time.perf_counter()
+    try:
+        from hflambda.vectors import maintain_vectors
+
+        report = maintain_vectors(settings)
+    except Exception as exc:  # reported in the result and the log, with the metric below
+        logger.exception("vector maintenance failed", extra={"vector_uri": uri})
+        metrics.add_metric(name="VectorMaintenanceFailed", unit=MetricUnit.Count, value=1)
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "seconds": round(time.perf_counter() - started, 1)}
+    return {"status": "done", **dataclasses.asdict(report)}
