@@ -48,7 +48,28 @@ def render(results: dict[str, Any]) -> str:
             "",
         ]
     if idx := results.get("index"):
-        out += ["## Indexing and search", "", "```json", json.dumps({k: v for k, v in idx.items() if k != "machine"}, indent=2), "```", ""]
+        out += [
+            f"## Indexing — {idx['documents']} short documents, median of {idx['repeats']} runs (docs/s)",
+            "",
+            "| | hflambda fp32 | hflambda int8 | sentence-transformers + same store |",
+            "|---|---|---|---|",
+        ]
+        for kind, label in (("handler_docs_per_s", "index handler"), ("end_to_end_docs_per_s", "queue → searchable (moto SQS + poller)")):
+            for batch, row in idx[kind].items():
+                out.append(
+                    f"| {label}, {batch.replace('_', ' ')} | {_f(row['hflambda_fp32'], 0)} | {_f(row['hflambda_int8'], 0)} | {_f(row['sentence_transformers'], 0)} |"
+                )
+        out += [
+            "",
+            "| search over 100,000 vectors, user filter | exact p50 / p95 (ms) | ANN p50 / p95 (ms) | ANN recall@10 | query embed + search p50 (ms) |",
+            "|---|---|---|---|---|",
+        ]
+        for layout, row in idx["search"].items():
+            out.append(
+                f"| {layout.replace('_', ' ')} | {_f(row['exact_ms']['p50'])} / {_f(row['exact_ms']['p95'])} | "
+                f"{_f(row['ann_ms']['p50'])} / {_f(row['ann_ms']['p95'])} | {_f(row['ann_recall_at_10'], 2)} | {_f(row['embed_query_and_search_ms_p50'])} |"
+            )
+        out.append("")
     if peers := results.get("peers"):
         out += [
             f"## Peers — same workload ({peers['documents']} documents, {peers['queries']} queries, top-10)",
