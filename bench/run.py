@@ -12,9 +12,12 @@ SUITES = ["embed_bench", "index_bench", "peers_bench", "genai_bench"]
 def main() -> None:
     """Run the chosen suites (default: all) and write bench/results.md."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("suites", nargs="*", default=SUITES, choices=SUITES)
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)} (default: all)")
     args = parser.parse_args()
-    for name in args.suites:
+    unknown = set(args.suites) - set(SUITES)
+    if unknown:
+        parser.error(f"unknown suite(s) {sorted(unknown)}; choose from {', '.join(SUITES)}")
+    for name in args.suites or SUITES:
         started = time.perf_counter()
         print(f"== {name}", flush=True)
         importlib.import_module(f"bench.{name}").main()

@@ -31,12 +31,28 @@ from typing import Any
 
 import httpx
 
-__all__ = ["Child", "DevConfig", "DevStack", "free_port"]
+__all__ = ["Child", "DevConfig", "DevStack", "create_index_queues", "free_port"]
 
 QUEUE_NAME = "hflambda-index"
-DLQ_NAME = "hflambda-index-dlq"
 MAX_RECEIVE_COUNT = 3
 VISIBILITY_TIMEOUT = 30
+
+
+def create_index_queues(sqs: Any, name: str, *, visibility_timeout: int, max_receive_count: int) -> tuple[str, str]:
+    """An index queue and its DLQ with a redrive policy, as the CDK stack creates them.
+
+    Returns ``(queue_url, dlq_url)``; ``sqs`` is a boto3 SQS client (moto locally).
+    """
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
+    return str(queue_url), str(dlq_url)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -228,18 +244,8 @@ class DevStack:
     def _create_queues(self) -> tuple[str, str]:
         import boto3
 
-        env = self._aws_env()
-        sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        dlq_url = sqs.create_queue(QueueName=DLQ_NAME)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName=QUEUE_NAME,
-            Attributes={
-                "VisibilityTimeout": str(VISIBILITY_TIMEOUT),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
-            },
-        )["QueueUrl"]
-        return queue_url, dlq_url
+        sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        return create_index_queues(sqs, QUEUE_NAME, visibility_timeout=VISIBILITY_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT)
 
     def _child_env(self) -> dict[str, str]:
         cfg = self.config
