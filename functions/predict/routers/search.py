@@ -12,7 +12,6 @@ from fastapi import APIRouter
 from functions.predict.deps import Caller, Pool, SettingsDep
 from functions.predict.routers.documents import ERRORS
 from functions.predict.schemas import SearchRequest, SearchResponse, SearchResult
-from hflambda.engines import Embedder
 from hflambda.errors import UpstreamError
 from hflambda.registry import Task
 from hflambda.telemetry import logger, record_inference
@@ -25,7 +24,7 @@ router = APIRouter(tags=["search"])
 def search(body: SearchRequest, caller: Caller, pool: Pool, settings: SettingsDep) -> SearchResponse:
     """The caller's documents nearest to ``query``, one result per document, best first."""
     alias = pool.registry.default(Task.EMBEDDINGS).alias
-    embedder = pool.typed(alias, Task.EMBEDDINGS, Embedder)
+    embedder = pool.embedder(alias)
     with record_inference(alias, 1):
         vector = embedder.embed([body.query], truncate=True)[0]
     space = VectorSpace.of(embedder)

@@ -100,10 +100,6 @@ class ModelPool:
                 return engine
             return self._load(spec)
 
-    def typed(self, alias: str, task: Task, kind: Any) -> Any:
-        """``get`` with a task check (kind documents the expected engine type)."""
-        return self.get(alias, task)
-
     def embedder(self, alias: str) -> Embedder:
         """The embeddings engine for ``alias`` (ModelNotFound if it is another task)."""
         return cast(Embedder, self.get(alias, Task.EMBEDDINGS))
