@@ -8,10 +8,32 @@ elsewhere ``Verifier`` checks bearer tokens against the configured issuer's JWKS
 
 from __future__ import annotations
 
-from hflambda.auth.jwks import JwksCache, parse_jwks
+from typing import TYPE_CHECKING, Any
+
 from hflambda.auth.resolver import current_verifier, identify, identity_from_event, reset
 from hflambda.auth.types import Identity, IdentitySource
-from hflambda.auth.verifier import REQUIRED_CLAIMS, Verifier, bearer_token
+
+if TYPE_CHECKING:
+    from hflambda.auth.jwks import JwksCache, parse_jwks
+    from hflambda.auth.verifier import REQUIRED_CLAIMS, Verifier, bearer_token
+
+# verifier-side names load on first access (PyJWT, cryptography and httpx stay out of a
+# Lambda cold start, where the API Gateway authorizer has already verified the token)
+_LAZY = {
+    "JwksCache": "hflambda.auth.jwks",
+    "parse_jwks": "hflambda.auth.jwks",
+    "REQUIRED_CLAIMS": "hflambda.auth.verifier",
+    "Verifier": "hflambda.auth.verifier",
+    "bearer_token": "hflambda.auth.verifier",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hflambda.auth' has no attribute {name!r}")
 
 __all__ = [
     "REQUIRED_CLAIMS",

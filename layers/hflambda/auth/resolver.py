@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hflambda.auth.jwks import JwksCache
 from hflambda.auth.types import Identity
-from hflambda.auth.verifier import Verifier, bearer_token
 from hflambda.errors import AuthError, AuthNotConfigured, AuthUnavailable
 from hflambda.settings import get_settings
 from hflambda.telemetry import logger
 
+if TYPE_CHECKING:
+    from hflambda.auth.verifier import Verifier
+
 __all__ = ["current_verifier", "identify", "identity_from_event", "reset"]
+
+# The verifier side (PyJWT, cryptography, httpx) is imported on first use: behind API
+# Gateway every request carries authorizer claims, so a Lambda cold start never pays for it.
 
 
 def identify(aws_event: Mapping[str, Any] | None, authorization: str | None) -> Identity:
@@ -31,6 +35,8 @@ def identify(aws_event: Mapping[str, Any] | None, authorization: str | None) -> 
     """
     if aws_event is not None:
         return identity_from_event(aws_event)
+    from hflambda.auth.verifier import bearer_token
+
     verifier = current_verifier()
     return verifier.verify(bearer_token(authorization))
 
@@ -68,6 +74,9 @@ def reset() -> None:
 # the same settings keep one for the life of the process.
 @lru_cache(maxsize=4)
 def _verifier(issuer: str, jwks_url: str, audience: str | None, parties: tuple[str, ...]) -> Verifier:
+    from hflambda.auth.jwks import JwksCache
+    from hflambda.auth.verifier import Verifier
+
     try:
         jwks = JwksCache(jwks_url)
     except ValueError as exc:
