@@ -62,3 +62,34 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60
     if out.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{out.stderr[-3000:]}")
     return elapsed, out.stdout
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it is not inherited across exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def report_peer(cold_s: float, documents: int, index_s: float, queries: list[str], search: Any) -> None:
+    """Time ``search(query) -> [doc ids]`` per query and print a peer's result line (JSON).
+
+    Shared by every peer script, including txtai's, which runs in its own venv: this module
+    imports the standard library only.
+    """
+    latencies, top = [], {}
+    for i, query in enumerate(queries):
+        started = time.perf_counter()
+        ids = search(query)
+        latencies.append((time.perf_counter() - started) * 1000)
+        top[str(i)] = ids
+    print(json.dumps({
+        "cold_start_s": cold_s,
+        "index_docs_per_s": documents / index_s,
+        "search_p50_ms": percentile(latencies, 50),
+        "search_p95_ms": percentile(latencies, 95),
+        "peak_rss_mb": peak_rss_mb(),
+        "top10": top,
+    }))

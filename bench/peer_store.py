@@ -16,6 +16,8 @@ import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.common import report_peer  # noqa: E402
+
 
 def load_embedder(engine: str, store_dir: str) -> Any:
     """The engine behind the Embedder interface the indexer uses."""
@@ -35,15 +37,6 @@ def load_embedder(engine: str, store_dir: str) -> Any:
     embedder = SentenceTransformersEmbedder(model=None, tokenizer=Tokenizer.from_file(f"{path}/tokenizer.json"), st=SentenceTransformer(path, device="cpu"))
     embedder.model = ModelStore(store_dir).resolve("embed")  # same vector space label as hflambda's
     return embedder
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss it is not inherited across exec)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -78,22 +71,11 @@ def main() -> None:
     index_s = time.perf_counter() - started
     space = VectorSpace.of(embedder)
 
-    latencies, top = [], {}
-    for i, query in enumerate(workload["queries"]):
-        started = time.perf_counter()
+    def search(query: str) -> list[str]:
         vector = embedder.embed([query])[0]
-        hits = store.search(user, vector, space=space, top_k=10)
-        latencies.append((time.perf_counter() - started) * 1000)
-        top[str(i)] = [hit.document_id for hit in hits]
-    latencies.sort()
-    print(json.dumps({
-        "cold_start_s": cold,
-        "index_docs_per_s": len(bodies) / index_s,
-        "search_p50_ms": latencies[len(latencies) // 2],
-        "search_p95_ms": latencies[int(len(latencies) * 0.95)],
-        "peak_rss_mb": peak_rss_mb(),
-        "top10": top,
-    }))
+        return [hit.document_id for hit in store.search(user, vector, space=space, top_k=10)]
+
+    report_peer(cold, len(bodies), index_s, workload["queries"], search)
 
 
 if __name__ == "__main__":
