@@ -107,3 +107,46 @@ def test_verifier_follows_the_settings(auth_settings: Callable[..., None]) -> No
     second = current_verifier()
     assert second is not first
     assert (second.issuer, second.jwks.url) == ("https://other.example", "https://keys.example/jwks.json")
+
+
+@pytest.mark.parametrize(
+    ("azp", "description"),
+    [
+        ("https://evil.example", "azp not allowed"),
+        (None, "missing azp claim (authorized parties are configured)"),
+        ("", "missing azp claim (authorized parties are configured)"),
+    ],
+    ids=["foreign", "absent", "empty"],
+)
+def test_lambda_claims_enforce_authorized_parties_with_the_bearer_paths_error(
+    azp: str | None,
+    description: str,
+    auth_settings: Callable[..., None],
+    dev_keys: DevIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # API Gateway's JWT authorizer checks iss/aud/exp but cannot check azp: the function must
+    parties = "https://app.example, https://admin.example"
+    auth_settings(issuer=ISSUER, audience=AUDIENCE, authorized_parties=parties)
+    claims = {k: v for k, v in {**CLAIMS, "azp": azp}.items() if v is not None}
+    with pytest.raises(AuthError) as from_claims:
+        identify(apigw_event("GET", "/v1/models", claims=claims), None)
+
+    verifier = Verifier(
+        issuer=ISSUER,
+        jwks=FakeJwks(dev_keys.jwks()).cache(),
+        audience=AUDIENCE,
+        authorized_parties=["https://app.example", "https://admin.example"],
+    )
+    monkeypatch.setattr(resolver, "current_verifier", lambda: verifier)
+    extra = {} if azp is None else {"azp": azp}
+    bearer = "Bearer " + dev_keys.token("mallory", issuer=ISSUER, audience=AUDIENCE, **extra)
+    with pytest.raises(AuthError) as from_bearer:
+        identify(None, bearer)
+    assert from_claims.value.status == from_bearer.value.status == 401
+    assert from_claims.value.description == from_bearer.value.description == description
+
+
+def test_lambda_claims_with_an_allowed_azp_pass(auth_settings: Callable[..., None]) -> None:
+    auth_settings(issuer=ISSUER, audience=AUDIENCE, authorized_parties="https://admin.example,https://app.example")
+    assert identify(apigw_event("GET", "/v1/models", claims=CLAIMS), None).sub == "user_2abc"

@@ -2,8 +2,9 @@
 
 Two paths and no third. Under Lambda the API Gateway JWT authorizer has verified the token
 and put its claims in the event; a request without them did not pass the authorizer, so it
-is refused, and the Authorization header is deliberately *not* decoded as a fallback.
-Anywhere else the token is verified here against the configured issuer.
+is refused, and the Authorization header is deliberately *not* decoded as a fallback. The
+authorizer cannot check ``azp``, so the configured authorized parties are checked on its
+claims here, exactly as on a bearer token. Anywhere else the token is verified here against the configured issuer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from hflambda.auth.claims import check_authorized_party
 from hflambda.auth.types import Identity
 from hflambda.errors import AuthError, AuthNotConfigured, AuthUnavailable
 from hflambda.settings import get_settings
@@ -42,13 +44,18 @@ def identify(aws_event: Mapping[str, Any] | None, authorization: str | None) -> 
 
 
 def identity_from_event(event: Mapping[str, Any]) -> Identity:
-    """The identity API Gateway's JWT authorizer put in a payload-2.0 event (values are strings)."""
+    """The identity API Gateway's JWT authorizer put in a payload-2.0 event (values are strings).
+
+    ``HFLAMBDA_AUTH_AUTHORIZED_PARTIES`` is enforced here with the bearer path's error.
+    """
     claims = _path(event, "requestContext", "authorizer", "jwt", "claims")
     if not isinstance(claims, Mapping) or not claims:
         raise AuthError("no authorizer claims (the request did not pass the API Gateway JWT authorizer)")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip():
         raise AuthError("authorizer claims have no sub")
+    # the authorizer checked iss, aud and exp but cannot check azp: that is ours, as for bearers
+    check_authorized_party(claims, get_settings().auth_authorized_parties)
     return Identity(sub=sub, claims=dict(claims), source="authorizer")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 
+from hflambda.auth.claims import check_authorized_party
 from hflambda.auth.jwks import ALGORITHM, JwksCache
 from hflambda.auth.types import Identity
 from hflambda.errors import AuthError
@@ -195,9 +196,4 @@ class Verifier:
             value = claims.get(name)
             if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise AuthError(f"invalid {name} claim")
-        if self.authorized_parties:
-            azp = claims.get("azp")
-            if not isinstance(azp, str) or not azp:
-                raise AuthError("missing azp claim (authorized parties are configured)")
-            if azp not in self.authorized_parties:
-                raise AuthError("azp not allowed")
+        check_authorized_party(claims, self.authorized_parties)
