@@ -121,8 +121,11 @@ def test_lambda_event_without_claims_ignores_a_valid_bearer_token(auth_env: DevI
 
 
 def test_lambda_event_with_claims_gives_identity(auth_env: DevIssuer) -> None:
-    event = apigw_event("GET", "/v1/models", claims={"sub": "user_1", "iss": "https://clerk.example"})
-    assert identify(event, None).sub == "user_1"
+    # auth_env configures authorized parties: they hold on the authorizer's claims too
+    claims = {"sub": "user_1", "iss": "https://clerk.example", "azp": APP_ORIGIN}
+    assert identify(apigw_event("GET", "/v1/models", claims=claims), None).sub == "user_1"
+    with pytest.raises(AuthError, match="azp not allowed"):
+        identify(apigw_event("GET", "/v1/models", claims={**claims, "azp": "https://elsewhere.example"}), None)
 
 
 def test_settings_swap_picks_up_a_new_issuer(
