@@ -18,18 +18,65 @@ from hflambda.errors import BadInput, StoreCorrupt
 from hflambda.runtime import available_cpus
 from hflambda.store import PublishedModel
 
-__all__ = ["OnnxClassifier", "OnnxEmbedder", "OnnxEncoder", "session_options"]
+__all__ = ["OnnxClassifier", "OnnxEmbedder", "OnnxEncoder", "buckets", "session_options"]
 
 BATCH = 32
+# a length bucket closes when padding would exceed this share of its tokens, or at this size
+BUCKET_MAX_PADDING = 0.2
+BUCKET_MAX_TOKENS = 8192
+BUCKET_MIN_ROWS = 4
+
+# graph optimization at load: an export warmup already fused (attention, LayerNorm, GELU)
+# needs only the basic passes, which keeps session creation (cold start) short
+LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
 
 
-def session_options(threads: int = 0) -> ort.SessionOptions:
-    """Session options sized to the CPUs this process may use (not the host's count)."""
+def session_options(threads: int = 0, level: str = "all") -> ort.SessionOptions:
+    """Session options that fit Lambda.
+
+    Threads = the CPUs this process may really use (affinity mask and cgroup quota, not
+    the host's count), one inter-op thread, and no spinning: a worker that spins after a
+    run burns the function's CPU share (and, frozen between invocations, helps nobody).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or available_cpus()
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = LEVELS[level]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
+
+
+def buckets(lengths: list[int], *, max_rows: int = BATCH) -> list[list[int]]:
+    """Positions grouped into batches of similar length (each padded to its own longest).
+
+    Sorted by length; a bucket closes at ``max_rows``, at ``BUCKET_MAX_TOKENS`` padded
+    tokens, or when padding to the next input would exceed ``BUCKET_MAX_PADDING`` of the
+    bucket's tokens (once it holds ``BUCKET_MIN_ROWS``, so short inputs are not run alone).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        n = max(lengths[i], 1)
+        if current:
+            rows = len(current) + 1
+            padded = rows * n  # sorted: the new input is the longest
+            too_wide = len(current) >= BUCKET_MIN_ROWS and (padded - real - n) > BUCKET_MAX_PADDING * padded
+            if rows > max_rows or padded > BUCKET_MAX_TOKENS or too_wide:
+                out.append(current)
+                current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        out.append(current)
+    return out
 
 
 class OnnxEncoder:
@@ -47,8 +94,10 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        graph = model.manifest.info.get("graph") or {}
+        self.session_level = str(graph.get("session_optimization", "all"))
         self.session = ort.InferenceSession(
-            str(onnx_file), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            str(onnx_file), sess_options=session_options(threads, self.session_level), providers=["CPUExecutionProvider"]
         )
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -86,10 +135,9 @@ class OnnxEncoder:
         return encodings
 
     def _batches(self, encodings: list[Encoding], size: int = BATCH) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
-        """Length-sorted batches (less padding), with the original positions."""
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), size):
-            idx = order[start : start + size]
+        """Length buckets (see ``buckets``), each padded to its longest input only, with the
+        original positions so callers restore input order."""
+        for idx in buckets([len(e.ids) for e in encodings], max_rows=size):
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
