@@ -51,7 +51,9 @@ class DeployConfig:
     index_batching_window_s: int = 2
     index_max_concurrency: int = 5
     index_max_receive_count: int = 5
-    warmup_memory_mb: int = 8192
+    # 3008 MB: the most a new account's Lambda quota allows; more needs a quota increase
+    warmup_memory_mb: int = 3008
+    warmup_reserved_concurrency: int = 0  # 0: none (a new account can reserve nothing)
     warmup_ephemeral_mb: int = 10240
     warmup_schedule: str = "rate(1 day)"
     # --- network ----------------------------------------------------------------------------
@@ -65,10 +67,35 @@ class DeployConfig:
     alarm_email: str = ""
     tracing: bool = False  # X-Ray active tracing; importing the X-Ray SDK adds cold-start time
 
-    # Fixed by the design, not settings: warmup runs alone and may take Lambda's maximum.
+    # Fixed by the design, not settings: warmup may take Lambda's maximum.
     WARMUP_TIMEOUT_S = 900
-    WARMUP_RESERVED_CONCURRENCY = 1
+    # What a new account's Lambda quotas allow: memory per function (3008 MB), and the
+    # unreserved concurrency Lambda always keeps (100; new accounts often have 10 in total,
+    # so nothing can be reserved or provisioned there).
+    NEW_ACCOUNT_MAX_MEMORY_MB = 3008
+    UNRESERVED_CONCURRENCY_FLOOR = 100
     VISIBILITY_FACTOR = 6  # SQS visibility timeout >= 6x the index function timeout
+
+    def quota_warnings(self) -> list[str]:
+        """What needs more than a new account's Lambda quotas, said before ``cdk deploy`` fails."""
+        warnings = []
+        for name in ("predict_memory_mb", "index_memory_mb", "warmup_memory_mb"):
+            value = getattr(self, name)
+            if value > self.NEW_ACCOUNT_MAX_MEMORY_MB:
+                warnings.append(
+                    f"{name}={value} exceeds the {self.NEW_ACCOUNT_MAX_MEMORY_MB} MB a new account's Lambda "
+                    "allows: the Service stack fails unless the account's memory limit was raised "
+                    "(docs/deploy.md#prerequisites)."
+                )
+        reserved = self.warmup_reserved_concurrency + self.predict_provisioned_concurrency
+        if reserved:
+            warnings.append(
+                f"warmup_reserved_concurrency + predict_provisioned_concurrency = {reserved}: the account's "
+                f"concurrency limit must be at least {reserved + self.UNRESERVED_CONCURRENCY_FLOOR} "
+                f"(Lambda keeps {self.UNRESERVED_CONCURRENCY_FLOOR} unreserved; new accounts often have 10 "
+                "in total). Check `aws lambda get-account-settings` (docs/deploy.md#prerequisites)."
+            )
+        return warnings
 
     @property
     def queue_visibility_s(self) -> int:
@@ -127,6 +154,8 @@ class DeployConfig:
             problems.append("warmup_ephemeral_mb must be 512..10240")
         if self.predict_provisioned_concurrency < 0:
             problems.append("predict_provisioned_concurrency must be >= 0")
+        if self.warmup_reserved_concurrency < 0:
+            problems.append("warmup_reserved_concurrency must be >= 0 (0: none)")
         if not 1 <= self.max_azs <= 6:
             problems.append("max_azs must be 1..6")
         if not self.warmup_schedule.startswith(("rate(", "cron(")):

@@ -8,6 +8,9 @@ Subnet groups:
 - ``egress`` (private with egress, only when ``nat_mode`` is ``gateway`` or ``instance``):
   warmup alone, so it can reach the Hugging Face Hub. With ``nat_mode=none`` there is no
   egress subnet and warmup runs in ``serving`` too, fetching models from an S3 mirror.
+
+A NAT instance (``nat_mode=instance``) gets a public IPv4 address of its own and a security
+group admitting HTTPS from the egress subnets only (never from the internet).
 """
 
 from __future__ import annotations
@@ -54,15 +57,21 @@ class NetworkStack(Stack):
             ]
 
         nat_provider: ec2.NatProvider | None = None
+        nat_instances: ec2.NatInstanceProviderV2 | None = None
         if config.nat_mode == "instance":
             # A t4g.nano NAT instance costs a fraction of a NAT gateway; warmup is its only user.
-            nat_provider = ec2.NatProvider.instance_v2(
+            # It needs a public address of its own (the public subnets do not hand one out)
+            # and a security group admitting the egress subnets (added below, once they exist):
+            # OUTBOUND_ONLY admits nothing, and INBOUND_AND_OUTBOUND would admit the internet.
+            nat_instances = ec2.NatProvider.instance_v2(
                 instance_type=ec2.InstanceType("t4g.nano"),
                 machine_image=ec2.MachineImage.latest_amazon_linux2023(
                     cpu_type=ec2.AmazonLinuxCpuType.ARM_64
                 ),
                 default_allowed_traffic=ec2.NatTrafficDirection.OUTBOUND_ONLY,
+                associate_public_ip_address=True,
             )
+            nat_provider = nat_instances
         elif config.nat_mode == "gateway":
             nat_provider = ec2.NatProvider.gateway()
 
@@ -119,7 +128,15 @@ class NetworkStack(Stack):
                 security_groups=[endpoints_sg],
             )
 
-        if config.nat_mode == "instance":
+        if nat_instances is not None:
+            # Forward what warmup sends from its subnets (its own security group allows HTTPS
+            # out only); the literal subnet CIDRs keep the rule checkable at synth.
+            for subnet in self.vpc.select_subnets(subnet_group_name=EGRESS_SUBNETS).subnets:
+                nat_instances.security_group.add_ingress_rule(
+                    ec2.Peer.ipv4(subnet.ipv4_cidr_block),
+                    ec2.Port.tcp(443),
+                    f"HTTPS from the egress subnet {subnet.ipv4_cidr_block} (warmup), to forward",
+                )
             for subnet in self.vpc.public_subnets:
                 instance = subnet.node.try_find_child("NatInstance")
                 if instance is not None:

@@ -33,6 +33,17 @@ ACCESS_LOG_FORMAT = {
 }
 
 
+# The methods of the authorized catch-all route: everything the API serves, never OPTIONS.
+AUTHORIZED_METHODS = (
+    apigw.HttpMethod.GET,
+    apigw.HttpMethod.HEAD,
+    apigw.HttpMethod.POST,
+    apigw.HttpMethod.PUT,
+    apigw.HttpMethod.PATCH,
+    apigw.HttpMethod.DELETE,
+)
+
+
 @jsii.implements(apigw.IAccessLogSettings)
 class _AccessLogs:
     """``HttpStage`` takes access-log settings as an interface; this is the plain holder."""
@@ -70,7 +81,8 @@ class PredictApi(Construct):
         )
         cors = None
         if config.cors_allow_origins:
-            # API Gateway answers preflight requests itself, before any route or authorizer.
+            # API Gateway answers a preflight from this configuration only when no route matches
+            # OPTIONS; the authorized routes below therefore name their methods (no ANY).
             cors = apigw.CorsPreflightOptions(
                 allow_origins=list(config.cors_allow_origins),
                 allow_methods=[apigw.CorsHttpMethod.ANY],
@@ -94,9 +106,12 @@ class PredictApi(Construct):
             integration=integration,
             authorizer=apigw.HttpNoneAuthorizer(),
         )
+        # Every method but OPTIONS: `ANY /{proxy+}` would also match a browser's preflight, which
+        # carries no Authorization header, and send it to the authorizer (401). Without an OPTIONS
+        # route, API Gateway answers preflights from the CORS configuration (404 without one).
         self.http_api.add_routes(
             path="/{proxy+}",
-            methods=[apigw.HttpMethod.ANY],
+            methods=list(AUTHORIZED_METHODS),
             integration=integration,
             authorizer=self.authorizer,
         )

@@ -24,7 +24,7 @@ from cdk import nag
 from cdk.config import DeployConfig
 from cdk.model_function import IMAGE_REGISTRY_PATH, FunctionSizing, ModelFunction, StoreMount
 from cdk.predict_api import PredictApi
-from cdk.storage import MODEL_STORE_MOUNT, VECTORS_PREFIX, StorageStack, vectors_bucket_name
+from cdk.storage import MODEL_STORE_MOUNT, VECTORS_PREFIX, StorageStack
 from hflambda.settings import env_name
 
 METRICS_NAMESPACE = "hflambda"
@@ -51,12 +51,11 @@ class VectorsAccess:
     included) and DELETE, and aborts multipart uploads it gives up on; nothing else.
     """
 
-    def __init__(self, config: DeployConfig) -> None:
-        self.bucket_arn = f"arn:{Aws.PARTITION}:s3:::{vectors_bucket_name(config)}"
+    def __init__(self, storage: StorageStack) -> None:
+        self.bucket_arn = storage.vectors_arn  # imported: the bucket has no fixed name
         self.objects_arn = f"{self.bucket_arn}/{VECTORS_PREFIX}/*"
-        # The same ARN as cdk-nag prints it (pseudo parameters in angle brackets).
-        nag_bucket = vectors_bucket_name(config, account="<AWS::AccountId>", region="<AWS::Region>")
-        self._nag_objects = f"arn:<AWS::Partition>:s3:::{nag_bucket}/{VECTORS_PREFIX}/*"
+        # The same ARN as cdk-nag prints it (an import by its export name).
+        self._nag_objects = f"{storage.vectors_arn_export}/{VECTORS_PREFIX}/*"
 
     def _list(self) -> iam.PolicyStatement:
         return iam.PolicyStatement(
@@ -198,7 +197,9 @@ class ServiceStack(Stack):
                 memory_mb=config.warmup_memory_mb,
                 timeout=Duration.seconds(DeployConfig.WARMUP_TIMEOUT_S),
                 ephemeral_mb=config.warmup_ephemeral_mb,
-                reserved_concurrency=DeployConfig.WARMUP_RESERVED_CONCURRENCY,
+                # opt-in: a new account's concurrency (10) is all unreserved floor; the store's
+                # per-model locks already keep concurrent runs from writing the same model
+                reserved_concurrency=config.warmup_reserved_concurrency or None,
             ),
             environment=warmup_env,
             subnets=warmup_subnets,
@@ -211,9 +212,20 @@ class ServiceStack(Stack):
             "The schedule invokes the unqualified function and the trigger's role may invoke "
             "every qualifier (function ARN + ':*'); no caller relies on a version-only permission.",
         )
-        # A crashed run is not retried by Lambda: the schedule runs it again, and a retry
-        # would only queue behind the reserved concurrency of 1.
+        for warning in config.quota_warnings():
+            Annotations.of(self.warmup).add_warning_v2("hflambda:lambda-quota", warning)
+        # A crashed run is not retried by Lambda: the schedule runs it again, and a retry would
+        # only redo the same work. Asynchronous retry settings are per qualifier: $LATEST for
+        # the schedule (unqualified invokes), the published version for the after-deploy trigger.
         self.warmup.configure_async_invoke(retry_attempts=0, max_event_age=Duration.hours(1))
+        after_deploy_no_retry = lambda_.EventInvokeConfig(
+            self,
+            "WarmupAfterDeployNoRetry",
+            function=self.warmup,
+            qualifier=self.warmup.current_version.version,
+            retry_attempts=0,
+            max_event_age=Duration.hours(1),
+        )
         events.Rule(
             self,
             "WarmupSchedule",
@@ -223,17 +235,18 @@ class ServiceStack(Stack):
         )
         # Once after each deploy that changes warmup (image, registry or settings). Asynchronous:
         # a first warmup can take minutes, and its outcome is reported by metric and alarm.
-        triggers.Trigger(
+        after_deploy = triggers.Trigger(
             self,
             "WarmupAfterDeploy",
-            handler=self.warmup,
+            handler=self.warmup,  # invokes self.warmup.current_version
             invocation_type=triggers.InvocationType.EVENT,
             execute_on_handler_change=True,
         )
+        after_deploy.execute_after(after_deploy_no_retry)
 
         # --- grants: the whole access matrix (see the module docstring) ----------------------
         storage.index_queue.grant_send_messages(self.predict)
-        vectors = VectorsAccess(config)
+        vectors = VectorsAccess(storage)
         vectors.allow_read(self.predict)
         vectors.allow_read_write(self.index)
         vectors.allow_read_write(self.warmup)  # scheduled maintenance

@@ -8,7 +8,7 @@ that reaches a mount target read *and write*, whatever its IAM role says.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, SecretValue, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
@@ -25,14 +25,6 @@ STORE_UID = "1001"  # the fixed POSIX identity every function uses on the access
 STORE_GID = "1001"
 TOKEN_PLACEHOLDER = "unset"  # not an HF token shape: warmup fails loudly, naming the secret
 VECTORS_PREFIX = "vectors"  # LanceDB root inside the vectors bucket
-
-
-def vectors_bucket_name(
-    config: DeployConfig, *, account: str = Aws.ACCOUNT_ID, region: str = Aws.REGION
-) -> str:
-    """A name built from pseudo parameters, so other stacks can grant on it without an export
-    (and cdk-nag findings on those grants have a stable id)."""
-    return f"{config.stack_prefix.lower()}-vectors-{account}-{region}"
 
 
 class StorageStack(Stack):
@@ -105,7 +97,8 @@ class StorageStack(Stack):
         self.vectors = s3.Bucket(
             self,
             "Vectors",
-            bucket_name=vectors_bucket_name(config),
+            # no bucket_name: the bucket is retained, so a fixed name would make the next
+            # deploy after `cdk destroy` fail on it (CloudFormation names it instead)
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
@@ -116,7 +109,10 @@ class StorageStack(Stack):
             server_access_logs_prefix="vectors/",
             removal_policy=RemovalPolicy.RETAIN,  # users' indexed documents: never auto-deleted
         )
-        self.vector_uri = f"s3://{vectors_bucket_name(config)}/{VECTORS_PREFIX}"
+        self.vector_uri = f"s3://{self.vectors.bucket_name}/{VECTORS_PREFIX}"
+        # The ARN the service stack grants on, under an export name of ours (cdk-nag ids name it).
+        self.vectors_arn_export = f"{self.stack_name}-VectorsBucketArn"
+        self.vectors_arn = self.export_value(self.vectors.bucket_arn, name=self.vectors_arn_export)
 
         # --- index queue ----------------------------------------------------------------
         self.dead_letters = sqs.Queue(

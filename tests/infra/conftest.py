@@ -61,4 +61,11 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def synthesized_nat_instance(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    return _synthesize(tmp_path_factory.mktemp("cdk-nat-instance"), {"nat_mode": "instance"})
+    """The NAT-instance variant, which also sets the opt-in settings (one more synth, not three):
+    CORS origins and warmup's reserved concurrency."""
+    context = {
+        "nat_mode": "instance",
+        "cors_allow_origins": "https://app.example.com",
+        "warmup_reserved_concurrency": 1,
+    }
+    return _synthesize(tmp_path_factory.mktemp("cdk-nat-instance"), context)

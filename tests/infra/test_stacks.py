@@ -172,6 +172,37 @@ def test_api_uses_payload_v2_stage_throttling_and_access_logs(synthesized: Synth
     )
 
 
+def _routes(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    return {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources(synth.stack("Service"), "AWS::ApiGatewayV2::Route").values()
+    }
+
+
+@pytest.mark.parametrize("variant", ["synthesized", "synthesized_nat_instance"])
+def test_no_authorized_route_matches_a_cors_preflight(variant: str, request: pytest.FixtureRequest) -> None:
+    # A route matching OPTIONS (ANY or OPTIONS) with the JWT authorizer sends a browser's
+    # preflight, which carries no Authorization header, to the authorizer: 401. With explicit
+    # methods, no route matches OPTIONS and API Gateway answers the preflight from the CORS
+    # configuration itself (docs: "Configure CORS for HTTP APIs").
+    synth: Synthesized = request.getfixturevalue(variant)
+    routes = _routes(synth)
+    for key, route in routes.items():
+        method = key.split(" ", 1)[0]
+        if route["AuthorizationType"] != "NONE":
+            assert method not in {"ANY", "OPTIONS", "$default"}, key
+    assert {"GET /{proxy+}", "POST /{proxy+}", "DELETE /{proxy+}"} <= set(routes)
+
+
+def test_cors_configuration_admits_the_browser_preflight(synthesized_nat_instance: Synthesized) -> None:
+    (api,) = resources(synthesized_nat_instance.stack("Service"), "AWS::ApiGatewayV2::Api").values()
+    cors = api["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == ["https://app.example.com"]
+    assert {"authorization", "content-type"} <= {h.lower() for h in cors["AllowHeaders"]}
+    allowed = set(cors["AllowMethods"])
+    assert "*" in allowed or {"GET", "POST", "DELETE"} <= allowed
+
+
 # --- index queue --------------------------------------------------------------------------
 
 
@@ -217,7 +248,6 @@ def test_warmup_runs_alone_for_up_to_15_minutes_on_a_schedule_and_after_deploy(
     synthesized: Synthesized,
 ) -> None:
     warmup_id, warmup = function(synthesized, "warmup")
-    assert warmup["ReservedConcurrentExecutions"] == 1
     assert warmup["Timeout"] == 900
     service = synthesized.stack("Service")
     rules = [r["Properties"] for r in resources(service, "AWS::Events::Rule").values()]
@@ -234,6 +264,40 @@ def test_warmup_runs_alone_for_up_to_15_minutes_on_a_schedule_and_after_deploy(
     assert version["Type"] == "AWS::Lambda::Version"
     assert version["Properties"]["FunctionName"] == {"Ref": warmup_id}
     assert trigger["Properties"]["InvocationType"] == "Event"  # a deploy never waits on warmup
+
+
+def test_warmup_is_not_retried_by_lambda_on_any_qualifier_it_is_invoked_on(synthesized: Synthesized) -> None:
+    # The schedule invokes the unqualified function ($LATEST), the after-deploy trigger the
+    # published version: each needs its own no-retry EventInvokeConfig, in place before the trigger.
+    warmup_id, _ = function(synthesized, "warmup")
+    service = synthesized.stack("Service")
+    (trigger_id, trigger) = next(iter(resources(service, "Custom::Trigger").items()))
+    version_id = trigger["Properties"]["HandlerArn"]["Ref"]
+    configs = {
+        k: v["Properties"]
+        for k, v in resources(service, "AWS::Lambda::EventInvokeConfig").items()
+        if v["Properties"]["FunctionName"] == {"Ref": warmup_id}
+    }
+    by_qualifier = {json.dumps(c["Qualifier"]): (k, c) for k, c in configs.items()}
+    latest = by_qualifier['"$LATEST"'][1]
+    assert latest["MaximumRetryAttempts"] == 0
+    (config_id, published) = by_qualifier[json.dumps({"Fn::GetAtt": [version_id, "Version"]})]
+    assert published["MaximumRetryAttempts"] == 0
+    assert config_id in service["Resources"][trigger_id].get("DependsOn", [])
+
+
+def test_defaults_fit_a_new_accounts_lambda_quotas(synthesized: Synthesized) -> None:
+    # New accounts: 3008 MB per function and a total concurrency of 10, of which Lambda keeps
+    # an unreserved floor of 10, so any reserved concurrency fails the Service stack.
+    for name in HANDLERS:
+        _, props = function(synthesized, name)
+        assert props["MemorySize"] <= 3008, name
+        assert "ReservedConcurrentExecutions" not in props, name
+
+
+def test_warmup_reserved_concurrency_is_opt_in(synthesized_nat_instance: Synthesized) -> None:
+    _, warmup = function(synthesized_nat_instance, "warmup")
+    assert warmup["ReservedConcurrentExecutions"] == 1
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -259,6 +323,44 @@ def test_hf_token_secret_is_created_with_instructions(synthesized: Synthesized) 
     )
 
 
+# --- retained state ---------------------------------------------------------------------
+
+# Properties that set an account- or region-unique physical name. A retained resource must
+# not have one: after `cdk destroy` it stays, and the next `cdk deploy` fails creating its
+# namesake. (Names scoped inside a CloudFormation-named parent, such as an index inside its
+# bucket, cannot collide and are not listed.)
+PHYSICAL_NAMES = (
+    "BucketName",
+    "VectorBucketName",
+    "TableName",
+    "QueueName",
+    "TopicName",
+    "LogGroupName",
+    "FileSystemName",
+    "RepositoryName",
+    "Name",
+)
+
+
+def _retained(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    out = {}
+    for stack, template in synth.raw.items():
+        for logical_id, res in template["Resources"].items():
+            policies = {res.get("DeletionPolicy"), res.get("UpdateReplacePolicy")}
+            if policies & {"Retain", "RetainExceptOnCreate", "Snapshot"}:
+                out[f"{stack}/{logical_id}"] = res
+    return out
+
+
+@pytest.mark.parametrize("variant", ["synthesized", "synthesized_nat_instance"])
+def test_no_retained_resource_has_a_fixed_name(variant: str, request: pytest.FixtureRequest) -> None:
+    retained = _retained(request.getfixturevalue(variant))
+    assert retained, "the users' data (documents, vectors) is retained"
+    for where, res in retained.items():
+        fixed = [p for p in PHYSICAL_NAMES if p in res.get("Properties", {})]
+        assert not fixed, f"{where} ({res['Type']}) is retained and names itself {fixed}"
+
+
 # --- vectors bucket -----------------------------------------------------------------------
 
 
@@ -267,7 +369,7 @@ def test_vectors_bucket_is_encrypted_private_ssl_only_and_unversioned(synthesize
     buckets = {
         k: v["Properties"]
         for k, v in resources(storage, "AWS::S3::Bucket").items()
-        if "vectors" in json.dumps(v["Properties"].get("BucketName", ""))
+        if k.startswith("Vectors")
     }
     ((bucket_id, bucket),) = buckets.items()
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -317,6 +419,52 @@ def test_serving_subnets_have_no_route_out_and_endpoints_exist(synthesized: Synt
     _, warmup = function(synthesized, "warmup")
     assert "serving" in json.dumps(predict["VpcConfig"]["SubnetIds"])
     assert "egress" in json.dumps(warmup["VpcConfig"]["SubnetIds"])
+
+
+def test_nat_instance_is_reachable_from_the_egress_subnets_and_has_a_public_address(
+    synthesized_nat_instance: Synthesized,
+) -> None:
+    import ipaddress
+
+    network = synthesized_nat_instance.stack("Network")
+    egress = [
+        ipaddress.ip_network(s["Properties"]["CidrBlock"])
+        for k, s in resources(network, "AWS::EC2::Subnet").items()
+        if "egress" in k
+    ]
+    assert egress
+    instances = resources(network, "AWS::EC2::Instance")
+    assert instances
+    eips = [e["Properties"] for e in resources(network, "AWS::EC2::EIP").values()]
+    for instance_id, instance in instances.items():
+        props = instance["Properties"]
+        assert props["SourceDestCheck"] is False
+        interfaces = props.get("NetworkInterfaces", [])
+        public = any(i.get("AssociatePublicIpAddress") is True for i in interfaces) or any(
+            e.get("InstanceId") == {"Ref": instance_id} for e in eips
+        )
+        assert public, "a NAT instance without a public address forwards nothing to the internet"
+        groups = props.get("SecurityGroupIds", []) + [g for i in interfaces for g in i.get("GroupSet", [])]
+        group_ids = {g["Fn::GetAtt"][0] for g in groups}
+        assert group_ids
+        ingress = [
+            rule
+            for gid in group_ids
+            for rule in network["Resources"][gid]["Properties"].get("SecurityGroupIngress", [])
+        ] + [
+            r["Properties"]
+            for r in resources(network, "AWS::EC2::SecurityGroupIngress").values()
+            if r["Properties"]["GroupId"]["Fn::GetAtt"][0] in group_ids
+        ]
+        for subnet in egress:
+            assert any(
+                "CidrIp" in rule
+                and subnet.subnet_of(ipaddress.ip_network(rule["CidrIp"]))  # type: ignore[arg-type]
+                and rule["IpProtocol"] in {"-1", "tcp"}
+                and (rule["IpProtocol"] == "-1" or rule["FromPort"] <= 443 <= rule["ToPort"])
+                for rule in ingress
+            ), f"nothing admits HTTPS from the egress subnet {subnet}"
+            assert all(rule.get("CidrIp") != "0.0.0.0/0" for rule in ingress)
 
 
 def test_nat_instance_root_volume_is_encrypted(synthesized_nat_instance: Synthesized) -> None:
@@ -371,6 +519,33 @@ def test_alarms_and_dashboard_exist(synthesized: Synthesized) -> None:
     for alarm in alarms.values():
         assert alarm["AlarmActions"], "every alarm notifies the SNS topic"
     assert len(resources(monitoring, "AWS::CloudWatch::Dashboard")) == 1
+
+
+def test_alarm_topic_policy_lets_cloudwatch_publish_over_tls_only(synthesized: Synthesized) -> None:
+    # enforce_ssl writes a topic policy, which replaces SNS's default one: without an explicit
+    # allow, CloudWatch's alarm actions are refused and no alarm e-mail is ever sent.
+    monitoring = synthesized.stack("Monitoring")
+    (topic_id,) = resources(monitoring, "AWS::SNS::Topic")
+    statements = [
+        s
+        for p in resources(monitoring, "AWS::SNS::TopicPolicy").values()
+        if {"Ref": topic_id} in p["Properties"]["Topics"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    allows = [
+        s
+        for s in statements
+        if s["Effect"] == "Allow"
+        and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        and "sns:Publish" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
+    assert len(allows) == 1, statements
+    assert allows[0]["Resource"] == {"Ref": topic_id}
+    assert allows[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert any(
+        s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for s in statements
+    )
 
 
 # --- checks -------------------------------------------------------------------------------
