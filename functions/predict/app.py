@@ -7,11 +7,10 @@ invocations, so import time is the one init phase we can rely on.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from functions.predict import errors
+from functions.predict.body import BodyGuard
 from functions.predict.routers import chat, documents, embeddings, health, predict, search
 from hflambda.engines import get_pool
 from hflambda.settings import get_settings
@@ -25,14 +24,7 @@ app = FastAPI(
 errors.install(app)
 
 
-@app.middleware("http")
-async def _body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """413 before reading a body over HFLAMBDA_MAX_BODY_BYTES (clients see the limit)."""
-    limit = get_settings().max_body_bytes
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        return errors.error_response(request, 413, "payload_too_large", f"request body is {length} bytes; the limit is {limit} (HFLAMBDA_MAX_BODY_BYTES)")
-    return await call_next(request)
+app.add_middleware(BodyGuard, limit=lambda: get_settings().max_body_bytes)
 
 for module in (health, embeddings, predict, chat, documents, search):
     app.include_router(module.router)

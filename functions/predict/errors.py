@@ -27,10 +27,25 @@ def request_id(request: Request) -> str:
     return str(rid)
 
 
+def _body(status: int, code: str, message: str, rid: str, *, param: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return ErrorResponse(error=ErrorDetail(type=code, code=code, message=message, param=param, details=details or {}, request_id=rid)).model_dump()
+
+
 def error_response(request: Request, status: int, code: str, message: str, *, param: str | None = None, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     """Build the one error shape."""
-    body = ErrorResponse(error=ErrorDetail(type=code, message=message, param=param, details=details or {}, request_id=request_id(request)))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return JSONResponse(_body(status, code, message, request_id(request), param=param, details=details), status_code=status, headers=headers)
+
+
+def error_body(exc: Exception, rid: str) -> tuple[int, dict[str, Any]]:
+    """Status and body for an error raised after a stream started (it becomes an SSE event).
+
+    Anything but a deliberate ``HflambdaError`` is logged and answered without its text.
+    """
+    if isinstance(exc, HflambdaError):
+        details = {k: v for k, v in exc.details.items() if k != "field" and v is not None}
+        return exc.status, _body(exc.status, exc.code, exc.message, rid, param=getattr(exc, "field", None), details=details)
+    logger.exception("unhandled error", extra={"request_id": rid})
+    return 500, _body(500, "internal_error", f"Internal error; quote request id {rid} when reporting it.", rid)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -58,7 +73,7 @@ def install(app: FastAPI) -> None:
                 headers["Retry-After"] = "5"
         details = {k: v for k, v in exc.details.items() if k != "field" and v is not None}
         if exc.status >= 500 and not isinstance(exc, ModelNotReady):
-            logger.warning("request failed", extra={"code": exc.code, "error": exc.message})
+            logger.warning("request failed", extra={"code": exc.code, "error": exc.message, "request_id": request_id(request)})
         return error_response(request, exc.status, exc.code, exc.message, param=getattr(exc, "field", None), details=details, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -74,7 +89,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hflambda.errors import BadInput
+
 # --- errors ---------------------------------------------------------------------------
 
 
@@ -13,6 +15,7 @@ class ErrorDetail(BaseModel):
     """One error: stable ``type``, a message saying what to do, the offending ``param``."""
 
     type: str = Field(description="Stable error code, e.g. model_not_ready, invalid_token.")
+    code: str | None = Field(None, description="The same stable code (OpenAI clients read error.code, e.g. context_length_exceeded).")
     message: str
     param: str | None = Field(None, description="The request field that is wrong, if any.")
     details: dict[str, Any] = Field(default_factory=dict)
@@ -33,6 +36,7 @@ class ModelState(BaseModel):
 
     id: str = Field(description="Registry alias.")
     object: Literal["model"] = "model"
+    created: int = Field(0, description="Unix time the live revision was published (0: not warmed, or remote).")
     owned_by: str = "hflambda"
     task: str
     repo: str
@@ -60,15 +64,23 @@ class Health(BaseModel):
 # --- embeddings (OpenAI-compatible) ------------------------------------------------------
 
 Text = Annotated[str, Field(min_length=1)]
-# the batch limit is HFLAMBDA_MAX_BATCH (default 256); past it the API answers 413
 TextList = Annotated[list[Text], Field(min_length=1, description="At most HFLAMBDA_MAX_BATCH (default 256) texts.")]
+MAX_EMBEDDING_INPUTS = 2048
+"""Most texts one ``POST /v1/embeddings`` takes (OpenAI's limit), when the response fits Lambda's 6 MB."""
+
+TOKEN_IDS_MESSAGE = (
+    "input holds token ids; this server embeds text only, and token ids made for OpenAI's models (tiktoken) "
+    "are not this model's token ids, so they cannot be turned back into text soundly. Send the texts. "
+    "LangChain's OpenAIEmbeddings sends token ids by default: pass check_embedding_ctx_length=False"
+)
+
 
 class EmbeddingRequest(BaseModel):
     """OpenAI ``/v1/embeddings`` request; ``model`` is a registry alias."""
 
     model_config = ConfigDict(extra="ignore")
 
-    input: Text | TextList = Field(description="A text or a list of texts (non-empty).")
+    input: Text | list[Text] = Field(description=f"A text or a list of up to {MAX_EMBEDDING_INPUTS} texts (non-empty); token-id arrays are refused (400).")
     model: str = Field(description="Registry alias of an embeddings model.")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0, description="Accepted only if equal to the model's size.")
@@ -78,7 +90,17 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _texts(cls, value: object) -> object:
+        if _token_ids(value):
+            raise BadInput(TOKEN_IDS_MESSAGE, field="input")
         return check_texts(value, allow_single=True)
+
+
+def _token_ids(value: object) -> bool:
+    """True for OpenAI's token-id inputs: a list of ints, or a list of lists of ints."""
+    if not isinstance(value, list) or not value:
+        return False
+    first = value[0]
+    return (isinstance(first, int) and not isinstance(first, bool)) or (isinstance(first, list) and bool(first) and isinstance(first[0], int))
 
 
 def check_texts(value: object, *, allow_single: bool = False) -> object:
@@ -183,10 +205,29 @@ PredictResponse = Annotated[ClassificationOutput | EmbeddingOutput, Field(discri
 
 
 class ChatContentPart(BaseModel):
-    """A text part of a message (OpenAI's list form of ``content``; only text is supported)."""
+    """A part of a message's ``content`` list (only text parts are supported; others are refused with 400)."""
 
-    type: Literal["text"]
-    text: str
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ToolCallFunction(BaseModel):
+    """The function a tool call names, with its arguments as JSON text."""
+
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallOut(BaseModel):
+    """One tool call of an answer (``message.tool_calls``; also accepted in assistant turns)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
 
 
 class ChatMessageIn(BaseModel):
@@ -194,9 +235,49 @@ class ChatMessageIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ChatContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDefinition(BaseModel):
+    """A function the model may call; ``parameters`` is a JSON Schema (bounded like json_schema)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(BaseModel):
+    """``tools[i]``: only function tools exist."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedToolChoiceFunction(BaseModel):
+    """The tool a named ``tool_choice`` forces."""
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    type: Literal["function"]
+    function: NamedToolChoiceFunction
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: a last chunk with ``usage`` when ``include_usage``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = Field(None, description="Accepted; no obfuscation is added (a local server).")
 
 
 class JsonSchemaFormat(BaseModel):
@@ -233,11 +314,45 @@ ResponseFormatIn = Annotated[
     ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
 ]
 
+INT64 = 2**63
+# OpenAI parameters accepted at their neutral value only (anything else is refused with a
+# 400 naming the parameter): what each would need that this server does not do.
+NEUTRAL_PARAMETERS: dict[str, tuple[tuple[object, ...], str]] = {
+    "frequency_penalty": ((0, 0.0), "frequency penalties are not supported"),
+    "presence_penalty": ((0, 0.0), "presence penalties are not supported"),
+    "logprobs": ((False,), "log probabilities are not returned"),
+    "top_logprobs": ((0,), "log probabilities are not returned"),
+    "logit_bias": (({},), "logit bias is not supported"),
+    "store": ((False,), "completions are not stored"),
+    "service_tier": (("auto", "default"), "there is one service tier"),
+    "modalities": ((["text"],), "only text output exists"),
+}
+# OpenAI parameters with no meaning here: refused whenever set (not null)
+UNSUPPORTED_PARAMETERS: dict[str, str] = {
+    "audio": "audio output is not supported",
+    "prediction": "predicted outputs are not supported",
+    "reasoning_effort": "these models have no reasoning setting",
+    "verbosity": "these models have no verbosity setting",
+    "web_search_options": "web search is not supported",
+    "functions": "the deprecated functions API is not supported; send tools",
+    "function_call": "the deprecated functions API is not supported; send tool_choice",
+    "prompt_cache_key": "there is no prompt cache",
+    "prompt_cache_retention": "there is no prompt cache",
+    "prompt_cache_options": "there is no prompt cache",
+    "moderation": "moderation is not supported",
+}
+# identifiers OpenAI records for abuse monitoring and metadata: accepted, logged, no effect on the answer
+ACCEPTED_IDENTIFIERS = ("user", "safety_identifier", "metadata")
+
 
 class ChatCompletionRequest(BaseModel):
-    """OpenAI ``/v1/chat/completions`` request (non-streaming); ``model`` is a registry alias."""
+    """OpenAI ``/v1/chat/completions`` request; ``model`` is a registry alias.
 
-    model_config = ConfigDict(extra="ignore")
+    Every OpenAI parameter is honoured or refused with a 400 naming it; unknown fields are
+    refused the same way (nothing is silently ignored).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(description="Registry alias of a text-generation model; its fallbacks answer if it cannot.")
     messages: list[ChatMessageIn] = Field(min_length=1)
@@ -246,19 +361,26 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, gt=0, description="Most tokens to generate (capped by the model's max_output_tokens).")
     max_completion_tokens: int | None = Field(None, gt=0, description="Newer name of max_tokens; wins when both are set.")
     stop: str | list[Annotated[str, Field(min_length=1)]] | None = Field(None, description="Up to 4 stop sequences (free text only).")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-INT64, lt=INT64, description="Sampling seed (64-bit).")
     response_format: ResponseFormatIn | None = None
-    stream: bool = Field(False, description="Streaming is not supported: true is refused with 400.")
-    n: int = Field(1, ge=1, description="Only 1 choice is supported.")
+    stream: bool | None = Field(False, description="Server-sent events (chat.completion.chunk), ending with data: [DONE].")
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(1, ge=1, description="Only 1 choice is supported.")
+    tools: list[ToolDefinition] | None = Field(None, description="Functions the model may call (at most 64).")
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = Field(None, description="Default true: up to 4 calls in one answer.")
     user: str | None = None
+    safety_identifier: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class ChatCompletionMessage(BaseModel):
-    """The answer."""
+    """The answer: text, or (``finish_reason: "tool_calls"``) tool calls with ``content`` null."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class ChatChoice(BaseModel):
@@ -266,7 +388,7 @@ class ChatChoice(BaseModel):
 
     index: int = 0
     message: ChatCompletionMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: None = None
 
 

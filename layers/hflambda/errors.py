@@ -14,6 +14,7 @@ __all__ = [
     "AuthNotConfigured",
     "AuthUnavailable",
     "BadInput",
+    "ContextLengthExceeded",
     "ExportFailed",
     "FallbackExhausted",
     "HflambdaError",
@@ -29,6 +30,7 @@ __all__ = [
     "RegistryError",
     "SecretInvalid",
     "SecretMissing",
+    "SourceChanged",
     "SourceError",
     "StoreCorrupt",
     "UpstreamError",
@@ -172,6 +174,19 @@ class FallbackExhausted(HflambdaError):
         self.attempts = attempts
 
 
+class ContextLengthExceeded(FallbackExhausted):
+    """The prompt (with max_tokens) fits no model of the chain: the caller must shorten it (400, like OpenAI)."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, attempts: list[tuple[str, str]]) -> None:
+        super().__init__(attempts, status=400)
+        self.message = "The prompt is longer than the context of every model in the chain; shorten the messages or lower max_tokens:\n" + "\n".join(
+            f"- {alias}: {reason}" for alias, reason in attempts
+        )
+        self.field = "messages"
+
+
 # --- warmup side ------------------------------------------------------------------------
 
 
@@ -191,6 +206,12 @@ class SourceError(HflambdaError):
     """A model source failed (download, listing, missing files)."""
 
     code = "source_error"
+
+
+class SourceChanged(SourceError):
+    """A packaged source's files no longer match the sha256 pinned in the registry."""
+
+    code = "source_changed"
 
 
 class HubAccessDenied(SourceError):

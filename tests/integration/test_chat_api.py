@@ -151,17 +151,25 @@ def test_remote_json_schema_is_asked_for_and_validated(make_client: Callable[...
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"stream": True}, "stream"),
         ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"reasoning_effort": "high"}, "reasoning_effort"),
+        ({"best_of": 3}, "best_of"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}}, "response_format.json_schema.schema"),
     ],
 )
 def test_unsupported_requests_are_clear_400s(make_client: Callable[..., TestClient], extra: dict[str, Any], param: str) -> None:
     client = make_client(local())
-    response = chat(client, "chat", **extra)
+    response = client.post("/v1/chat/completions", json={"model": "chat", "messages": HELLO, **extra})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+    assert param.split(".")[0].split("[")[0] in response.json()["error"]["message"]
 
 
 def test_unknown_model_is_404_listing_generation_models(make_client: Callable[..., TestClient]) -> None:

@@ -58,7 +58,7 @@ def test_base64_encoding(client: TestClient) -> None:
     [
         ({"input": [], "model": "embed"}, 422, "input"),
         ({"input": "", "model": "embed"}, 422, "input"),
-        ({"input": [1, 2], "model": "embed"}, 422, "input"),
+        ({"input": [1, 2], "model": "embed"}, 400, "input"),  # token ids
         ({"input": ["ok", ""], "model": "embed"}, 422, "input"),
         ({"input": {"a": 1}, "model": "embed"}, 422, "input"),
         ({"model": "embed"}, 422, "input"),
@@ -91,9 +91,26 @@ def test_unknown_alias_lists_known_ones(client: TestClient) -> None:
 
 
 def test_batch_over_limit_is_413(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    response = client.post("/v1/embeddings", json={"input": ["x"] * 257, "model": "embed"})
+    response = client.post("/v1/embeddings", json={"input": ["x"] * 2049, "model": "embed"})
     assert response.status_code == 413
     assert error_of(response)["param"] == "input"
+    # float vectors of 384 dimensions: fewer than 2,048 fit Lambda's 6 MB; the 413 names the batch that fits
+    response = client.post("/v1/embeddings", json={"input": ["x"] * 1000, "model": "embed"})
+    assert response.status_code == 413
+    error = error_of(response)
+    assert error["details"]["max_inputs"] == 670 and "at most 670" in error["message"] and "base64 fits 2048" in error["message"]
+    fitting = client.post("/v1/embeddings", json={"input": ["x"] * 670, "model": "embed"})
+    assert fitting.status_code == 200 and len(fitting.content) < 6_291_456
+    # base64 (the openai SDK's default) takes OpenAI's full 2,048
+    assert len(client.post("/v1/embeddings", json={"input": ["x"] * 2048, "model": "embed", "encoding_format": "base64"}).json()["data"]) == 2048
+
+
+def test_token_id_inputs_are_a_400_naming_the_langchain_switch(client: TestClient) -> None:
+    for tokens in ([[9906, 1917], [15339]], [9906, 1917]):
+        response = client.post("/v1/embeddings", json={"input": tokens, "model": "embed"})
+        assert response.status_code == 400, response.text
+        error = error_of(response)
+        assert error["param"] == "input" and "check_embedding_ctx_length=False" in str(error["message"])
 
 
 def test_body_over_limit_is_413(client: TestClient) -> None:

@@ -1,12 +1,16 @@
-"""``GET /health`` (no auth) and ``GET /v1/models``."""
+"""``GET /health`` (no auth), ``GET /v1/models`` and ``GET /v1/models/{id}``."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool
-from functions.predict.schemas import Health, ModelList, ModelState
+from functions.predict.schemas import ErrorResponse, Health, ModelList, ModelState
+from hflambda.engines import ModelPool
 from hflambda.errors import ModelNotReady
+from hflambda.registry import ModelSpec
 
 router = APIRouter()
 
@@ -19,18 +23,35 @@ def health(pool: Pool) -> Health:
     return Health(models_ready=ready, models_total=len(specs))
 
 
+def _created(iso: str) -> int:
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return 0
+
+
+def model_state(pool: ModelPool, spec: ModelSpec, loaded: set[str]) -> ModelState:
+    """One registry model as OpenAI's model object, with its live revision and readiness."""
+    if spec.is_remote:
+        return ModelState(id=spec.alias, task=spec.task.value, repo=spec.repo, revision=None, ready=True, loaded=False, owned_by=spec.base_url or "remote")
+    try:
+        model = pool.store.resolve(spec.alias, verify_hashes=False)
+    except ModelNotReady as exc:
+        return ModelState(id=spec.alias, task=spec.task.value, repo=spec.repo, ready=False, loaded=False, reason=exc.reason)
+    return ModelState(
+        id=spec.alias, created=_created(model.manifest.created_at), task=spec.task.value, repo=spec.repo,
+        revision=model.revision, ready=True, loaded=spec.alias in loaded,
+    )
+
+
 @router.get("/v1/models", response_model=ModelList, tags=["models"])
 def list_models(pool: Pool, _caller: Caller) -> ModelList:
     """Every registry model with its live revision and whether it can serve now."""
     loaded = set(pool.loaded())
-    data = []
-    for spec in pool.registry:
-        if spec.is_remote:
-            data.append(ModelState(id=spec.alias, task=spec.task.value, repo=spec.repo, revision=None, ready=True, loaded=False, owned_by=spec.base_url or "remote"))
-            continue
-        try:
-            model = pool.store.resolve(spec.alias, verify_hashes=False)
-            data.append(ModelState(id=spec.alias, task=spec.task.value, repo=spec.repo, revision=model.revision, ready=True, loaded=spec.alias in loaded))
-        except ModelNotReady as exc:
-            data.append(ModelState(id=spec.alias, task=spec.task.value, repo=spec.repo, ready=False, loaded=False, reason=exc.reason))
-    return ModelList(data=data)
+    return ModelList(data=[model_state(pool, spec, loaded) for spec in pool.registry])
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelState, tags=["models"], responses={404: {"model": ErrorResponse}, 401: {"model": ErrorResponse}})
+def retrieve_model(model_id: str, pool: Pool, _caller: Caller) -> ModelState:
+    """One registry model (404 ``model_not_found`` listing the known aliases)."""
+    return model_state(pool, pool.registry.get(model_id), set(pool.loaded()))

@@ -4,7 +4,9 @@
 - ``local``: ``LocalChatEngine`` (onnxruntime_genai; the pool loads it like any store model).
 - ``remote``: ``RemoteChatEngine`` (an OpenAI-compatible provider over httpx) and the warmup
   check ``check_remote_model``.
-- ``chain``: fallback chains within the request's time budget.
+- ``chain``: fallback chains within the request's time budget, streamed or whole.
+- ``tools``: tool calls on local models (prompt, grammar, parsing); ``bounds``: the limits
+  every caller schema must meet before it reaches the guided decoder.
 
 ``onnxruntime_genai`` is imported only by ``local`` (loaded through the pool), so importing
 this package stays cheap.
@@ -20,9 +22,21 @@ from hflambda.generation.base import (
     ChatRequest,
     Completion,
     ResponseFormat,
+    Tool,
+    ToolCall,
     validate_output,
 )
-from hflambda.generation.chain import Attempt, ChainResult, chain_for, exhausted_status, run_chain
+from hflambda.generation.bounds import SchemaLimits, check_schema_bounds
+from hflambda.generation.chain import (
+    Attempt,
+    ChainResult,
+    StreamEvent,
+    StreamStart,
+    chain_for,
+    exhausted_status,
+    run_chain,
+    stream_chain,
+)
 from hflambda.generation.exceptions import AttemptFailed, FailureKind, RemoteCheckFailed, RemoteModelMissing
 from hflambda.registry import ModelSpec, Task
 from hflambda.settings import Settings
@@ -43,10 +57,17 @@ __all__ = [
     "RemoteCheckFailed",
     "RemoteModelMissing",
     "ResponseFormat",
+    "SchemaLimits",
+    "StreamEvent",
+    "StreamStart",
+    "Tool",
+    "ToolCall",
     "chain_for",
+    "check_schema_bounds",
     "engine_factory",
     "exhausted_status",
     "run_chain",
+    "stream_chain",
     "validate_output",
 ]
 

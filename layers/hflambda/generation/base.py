@@ -8,6 +8,7 @@ These are plain data (no HTTP types): the predict router converts the OpenAI req
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -20,19 +21,44 @@ __all__ = [
     "Completion",
     "FinishReason",
     "ResponseFormat",
+    "StreamingChatEngine",
+    "Tool",
+    "ToolCall",
     "guidance_schema",
+    "stream_completion",
     "validate_output",
 ]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for; ``arguments`` is the JSON text of its arguments."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: name, description and the JSON schema of its arguments."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One turn of the conversation (content is plain text)."""
+    """One turn of the conversation (content is plain text; tool turns carry their call ids)."""
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +91,33 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    tools: tuple[Tool, ...] = ()
+    # "auto" | "none" | "required" | a tool's name; None: "auto" with tools, else no tools
+    tool_choice: str | None = None
+    parallel_tool_calls: bool = True
 
-    def as_openai_messages(self) -> list[dict[str, str]]:
-        """The messages as OpenAI/chat-template dictionaries."""
-        return [{"role": m.role, "content": m.content} for m in self.messages]
+    @property
+    def calls_tools(self) -> bool:
+        """True when the answer may (or must) be tool calls."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @property
+    def wants_json(self) -> bool:
+        """True when decoding is constrained to JSON (a response format or tool calls)."""
+        return self.response_format.wants_json or self.calls_tools
+
+    def as_openai_messages(self) -> list[dict[str, Any]]:
+        """The messages in OpenAI's wire format (for OpenAI-compatible providers)."""
+        out: list[dict[str, Any]] = []
+        for m in self.messages:
+            item: dict[str, Any] = {"role": m.role, "content": m.content}
+            if m.tool_calls:
+                item["content"] = m.content or None
+                item["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+            if m.tool_call_id is not None:
+                item["tool_call_id"] = m.tool_call_id
+            out.append(item)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +129,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     engine: str  # e.g. "onnxruntime-genai int4" or "remote router.example/v1 model-id"
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @runtime_checkable
@@ -91,6 +141,26 @@ class ChatEngine(Protocol):
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
         """Answer ``request`` within ``timeout`` seconds or raise ``AttemptFailed``."""
         ...
+
+
+@runtime_checkable
+class StreamingChatEngine(ChatEngine, Protocol):
+    """An engine that hands out text as it is generated."""
+
+    def stream(self, request: ChatRequest, *, timeout: float) -> Iterator[str | Completion]:
+        """Text pieces as they are generated, then the ``Completion`` (always last)."""
+        ...
+
+
+def stream_completion(engine: ChatEngine, request: ChatRequest, *, timeout: float) -> Iterator[str | Completion]:
+    """``engine.stream`` when it streams, else its whole answer as one piece, then the Completion."""
+    if isinstance(engine, StreamingChatEngine):
+        yield from engine.stream(request, timeout=timeout)
+        return
+    completion = engine.complete(request, timeout=timeout)
+    if completion.text:
+        yield completion.text
+    yield completion
 
 
 def guidance_schema(response_format: ResponseFormat) -> dict[str, Any] | None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import onnxruntime_genai as og
 
-from hflambda.generation.base import ChatRequest, Completion, FinishReason, guidance_schema
+from hflambda.generation.base import ChatRequest, Completion, FinishReason, ToolCall, guidance_schema
 from hflambda.generation.exceptions import AttemptFailed, FailureKind
 from hflambda.generation.files import GENAI_CONFIG, read_chat_template
+from hflambda.generation.tools import parse_tool_answer, template_messages, tool_schema
 from hflambda.registry import ModelSpec
 from hflambda.runtime import available_cpus
 from hflambda.store import PublishedModel
@@ -61,7 +63,8 @@ class LocalChatEngine:
 
     def render(self, request: ChatRequest) -> str:
         """The prompt: the conversation through the model's chat template, ready for the answer."""
-        return str(self._tokenizer.apply_chat_template(json.dumps(request.as_openai_messages()), template_str=self._template, add_generation_prompt=True))
+        messages = json.dumps(template_messages(request))
+        return str(self._tokenizer.apply_chat_template(messages, template_str=self._template, add_generation_prompt=True))
 
     def output_budget(self, prompt_tokens: int, requested: int | None) -> int:
         """New tokens allowed for this prompt; AttemptFailed(context_too_long) when none fit."""
@@ -85,26 +88,39 @@ class LocalChatEngine:
         else:
             options.update(do_sample=True, temperature=temperature, top_p=1.0 if request.top_p is None else request.top_p)
             if request.seed is not None:
-                options["random_seed"] = request.seed
+                options["random_seed"] = request.seed & 0x7FFFFFFF  # the native seed is 32-bit
         params.set_search_options(**options)
-        schema = guidance_schema(request.response_format)
+        schema = tool_schema(request) if request.calls_tools else guidance_schema(request.response_format)
         if schema is not None:
             params.set_guidance("json_schema", json.dumps(schema))
         return params
 
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
         """Generate one answer; AttemptFailed(timeout) if ``timeout`` seconds pass first."""
+        for item in self.stream(request, timeout=timeout):
+            if isinstance(item, Completion):
+                return item
+        raise AssertionError("stream() ends with its Completion")
+
+    def stream(self, request: ChatRequest, *, timeout: float) -> Iterator[str | Completion]:
+        """Text pieces as tokens are generated, then the Completion; AttemptFailed(timeout) past ``timeout``.
+
+        Stop sequences cut free text only (a JSON answer ends where its grammar ends); text
+        that could still become a stop sequence is held back until it cannot. Tool answers
+        are JSON to parse, so they come whole, in the Completion.
+        """
         deadline = time.monotonic() + timeout
         prompt_ids = self._tokenizer.encode(self.render(request))
         prompt_tokens = len(prompt_ids)
         budget = self.output_budget(prompt_tokens, request.max_tokens)
         generator = og.Generator(self._model, self._params(request, prompt_tokens + budget))
         generator.append_tokens(prompt_ids)
-        stream = self._tokenizer.create_stream()
-        # stop sequences cut free text only: a JSON answer ends where its grammar ends
-        stops = request.stop if not request.response_format.wants_json else ()
+        decoder = self._tokenizer.create_stream()
+        stops = request.stop if not request.wants_json else ()
+        hold = max((len(s) for s in stops), default=1) - 1
         tokens: list[int] = []
         text = ""
+        sent = 0
         finish: FinishReason = "length"
         while not generator.is_done():
             if time.monotonic() > deadline:
@@ -115,19 +131,28 @@ class LocalChatEngine:
                 finish = "stop"
                 break
             tokens.append(token)
-            if stops:
-                text += stream.decode(token)
-                cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    return Completion(text=text[:cut], finish_reason="stop", prompt_tokens=prompt_tokens, completion_tokens=len(tokens), engine=self.describe())
+            text += decoder.decode(token)
+            cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+                break
+            if not request.calls_tools and len(text) - hold > sent:
+                yield text[sent : len(text) - hold]
+                sent = len(text) - hold
         if len(tokens) < budget and finish == "length":
             finish = "stop"  # the generator ended on its own (an EOS that is not a listed id)
-        return Completion(
-            text=self._tokenizer.decode(tokens) if tokens else "",
-            finish_reason=finish,
+        if not request.calls_tools and len(text) > sent:
+            yield text[sent:]
+        calls: tuple[ToolCall, ...] = ()
+        if request.calls_tools and finish != "length":
+            text, calls = parse_tool_answer(request, text)
+        yield Completion(
+            text=text,
+            finish_reason="tool_calls" if calls else finish,
             prompt_tokens=prompt_tokens,
             completion_tokens=len(tokens),
             engine=self.describe(),
+            tool_calls=calls,
         )
 
     def describe(self) -> str:

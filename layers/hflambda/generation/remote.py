@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from hflambda.generation.base import ChatRequest, Completion, FinishReason
+from hflambda.generation.base import ChatRequest, Completion, FinishReason, ToolCall
 from hflambda.generation.exceptions import AttemptFailed, FailureKind, RemoteCheckFailed, RemoteModelMissing
 from hflambda.registry import ModelSpec
 from hflambda.settings import Settings
@@ -158,6 +158,15 @@ class RemoteChatEngine:
             if fmt.strict is not None:
                 spec["strict"] = fmt.strict
             body["response_format"] = {"type": "json_schema", "json_schema": spec}
+        if request.tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": t.name, "parameters": t.parameters, **({"description": t.description} if t.description else {}), **({"strict": t.strict} if t.strict is not None else {})}}
+                for t in request.tools
+            ]
+            choice = request.tool_choice
+            if choice is not None:
+                body["tool_choice"] = choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         return body
 
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
@@ -184,17 +193,33 @@ class RemoteChatEngine:
             raise AttemptFailed(
                 FailureKind.UPSTREAM, f"provider {self.base_url} sent an unreadable chat completion: {response.text[:120]!r}"
             ) from None
+        calls = self._tool_calls(choice["message"].get("tool_calls"))
+        if content is None and calls:
+            content = ""
         if not isinstance(content, str):
             raise AttemptFailed(FailureKind.UPSTREAM, f"provider {self.base_url} sent no text content (got {type(content).__name__})")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        finish: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
+        reason = choice.get("finish_reason")
+        finish: FinishReason = "length" if reason == "length" else "tool_calls" if calls else "stop"
         return Completion(
             text=content,
             finish_reason=finish,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             engine=f"remote {self.base_url} {self.provider_model}",
+            tool_calls=calls,
         )
+
+    def _tool_calls(self, raw: Any) -> tuple[ToolCall, ...]:
+        if not raw:
+            return ()
+        try:
+            return tuple(
+                ToolCall(id=str(c.get("id") or f"call_{i}"), name=str(c["function"]["name"]), arguments=str(c["function"].get("arguments") or "{}"))
+                for i, c in enumerate(raw)
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise AttemptFailed(FailureKind.UPSTREAM, f"provider {self.base_url} sent unreadable tool calls") from None
 
 
 def check_remote_model(spec: ModelSpec, settings: Settings, *, client: httpx.Client | None = None) -> str:
