@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from hflambda.errors import BadInput
 from hflambda.registry import load_registry
 from hflambda.settings import Settings
 from hflambda.store import ModelStore
@@ -15,7 +17,25 @@ from hflambda.telemetry import logger, metrics
 from hflambda.warmup.runner import Observer, run_warmup
 from hflambda.warmup.types import ModelStatus, WarmupResult
 
-__all__ = ["emit_metrics", "maintain_vectors_step", "warmup_from_settings"]
+__all__ = ["emit_metrics", "maintain_vectors_step", "models_from_event", "warmup_from_settings"]
+
+
+def models_from_event(event: object) -> list[str] | None:
+    """The aliases a warmup event asks for: ``{"models": "embed"}`` or ``{"models": ["embed", "chat"]}``.
+
+    None (warm everything) when the event has no ``models`` (or it is null/empty); BadInput
+    saying what is accepted for anything else (a number, a list holding non-strings, ...).
+    """
+    if not isinstance(event, dict):
+        return None
+    value = event.get("models")
+    if value is None or value == [] or value == "":
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return list(dict.fromkeys(value))
+    raise BadInput(f'event "models" must be one alias or a list of aliases (strings), got {json.dumps(value)[:200]}', field="models")
 
 
 def warmup_from_settings(
