@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,8 +86,33 @@ class Settings(BaseSettings):
     dlq_url: str | None = Field(
         None, description="The index queue's DLQ URL (default: read from the queue's RedrivePolicy)."
     )
+    vector_backend: Literal["local", "aws"] = Field(
+        "local", description="Vector store: local (LanceDB in HFLAMBDA_VECTOR_URI) or aws (S3 Vectors + DynamoDB)."
+    )
     vector_uri: str = Field(
-        ".hflambda/vectors", description="LanceDB location: a local folder or s3://bucket/prefix."
+        ".hflambda/vectors", description="LanceDB folder of the local vector backend."
+    )
+    vector_bucket: str | None = Field(None, description="S3 Vectors bucket name (aws vector backend).")
+    vector_index: str | None = Field(None, description="S3 Vectors index name in that bucket (aws vector backend).")
+    vector_table: str | None = Field(
+        None, description="DynamoDB table of the document catalogue and failure records (aws vector backend)."
+    )
+    document_max_chars: int = Field(100_000, gt=0, description="Longest document text accepted (characters; more: 413).")
+    document_max_tokens: int = Field(
+        25_000, gt=0, description="Most tokens of one document's text (more: 413 at the API, the record fails at indexing)."
+    )
+    document_max_chunks: int = Field(160, gt=0, description="Most chunks one document may be split into (more: the record fails).")
+    document_max_metadata_bytes: int = Field(
+        4_096, gt=0, description="Largest metadata of one document, as compact UTF-8 JSON (more: 413)."
+    )
+    document_max_filter_bytes: int = Field(
+        1_536, gt=0, description="Largest filterable part of one document's metadata (its key=value terms; more: 413)."
+    )
+    index_batch_max_chunks: int = Field(
+        4_000, gt=0, description="Most chunks one index invocation embeds (its memory budget); later records are redelivered."
+    )
+    index_time_margin_seconds: float = Field(
+        10.0, ge=0, description="Time an index invocation keeps in reserve before its timeout; records it cannot finish are redelivered."
     )
     chunk_tokens: int = Field(200, description="Tokens per indexed chunk.")
     chunk_overlap: int = Field(40, description="Tokens shared by neighbouring chunks.")

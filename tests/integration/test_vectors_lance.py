@@ -115,6 +115,41 @@ def test_interleaved_writers_converge_to_the_newest_version(tmp_path: Path) -> N
     assert chunk_map(fast, "u", "d") == {0: "fresh #0"}
 
 
+@pytest.mark.parametrize("stable_row_ids", [True, False], ids=["stable-row-ids", "old-tables"])
+def test_settle_after_a_concurrent_compaction_still_deletes_the_stale_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stable_row_ids: bool
+) -> None:
+    """Issue 13's race: settle reads row ids, another writer compacts, settle deletes by id.
+
+    Without stable row ids (how tables were created before) compaction renumbers the rows,
+    the delete matches nothing and the stale chunks survive; with them the delete lands."""
+    import hflambda.vectors.lance as lance
+
+    if not stable_row_ids:
+        monkeypatch.setattr(lance, "_STABLE_ROW_IDS", {})
+    uri = str(tmp_path / "vectors")
+    writer, other = LanceVectorStore(uri), LanceVectorStore(uri)
+    for i in range(6):  # a few fragments before ours, so compaction renumbers them
+        other.apply([upsert("u", f"filler{i}", 1, 2)], SPACE)
+    stale = upsert("u", "d", 1, 5, text="stale")
+    fresh = upsert("u", "d", 2, 1, text="fresh")
+    other.apply([fresh], SPACE)
+    writer._merge_chunks([stale], SPACE, {}, datetime.now(UTC))
+    original = LanceVectorStore._delete_rowids
+
+    def compact_then_delete(table: object, rowids: list[int]) -> int:
+        other._open("vchunks_8").optimize()  # another writer's compaction lands in between
+        return original(table, rowids)
+
+    monkeypatch.setattr(LanceVectorStore, "_delete_rowids", staticmethod(compact_then_delete))
+    writer._settle([("u", "d")], {("u", "d"): stale.version}, SPACE)
+    texts = sorted(chunk_map(other, "u", "d").values())
+    if stable_row_ids:
+        assert texts == ["fresh #0"]
+    else:
+        assert len(texts) > 1  # reproduced: stale rows survive a delete that matched nothing
+
+
 def test_settle_never_deletes_rows_newer_than_the_catalogue_it_read(store: LanceVectorStore) -> None:
     """A writer whose catalogue commit landed after our read writes newer rows: they stay."""
     store.apply([upsert("u", "d", 1, 1, text="old")], SPACE)
@@ -131,7 +166,7 @@ def test_duplicate_rows_from_concurrent_first_inserts_are_settled(store: LanceVe
     op = upsert("u", "d", 1, 2, text="dup")
     store.apply([op], SPACE)
     # what two concurrent "not matched" inserts of one new key leave behind
-    table = store._open("chunks_8")
+    table = store._open("vchunks_8")
     assert table is not None
     table.add(table.search().where("document_id = 'd'").limit(None).to_arrow())
     store._open(CATALOGUE).add(store._open(CATALOGUE).search().limit(None).to_arrow())
@@ -211,7 +246,7 @@ def test_maintain_builds_indexes_and_ann_search_still_scopes(store: LanceVectorS
     ops = [upsert(f"user{i % 4}", f"d{i}", 1, 1) for i in range(300)]
     store.apply(ops, SPACE)
     report = store.maintain()
-    assert "chunks_8.vector" in report.indexes_created and "chunks_8.user_id" in report.indexes_created
+    assert "vchunks_8.vector" in report.indexes_created and "vchunks_8.user_id" in report.indexes_created
     assert store.has_vector_index(SPACE)
     hits = store.search("user1", ops[5].chunks[0].vector, space=SPACE, top_k=3)
     assert hits[0].document_id == "d5" and all(int(h.document_id[1:]) % 4 == 1 for h in hits)
@@ -219,7 +254,7 @@ def test_maintain_builds_indexes_and_ann_search_still_scopes(store: LanceVectorS
     store.apply([upsert("user1", "late", 1)], SPACE)
     assert "late" in {h.document_id for h in store.search("user1", unit(11), space=SPACE, top_k=200)}
     again = store.maintain()
-    assert again.indexes_created == [] and "chunks_8" in again.optimized
+    assert again.indexes_created == [] and "vchunks_8" in again.optimized
 
 
 def test_failures_are_recorded_and_expired(store: LanceVectorStore) -> None:
@@ -271,7 +306,7 @@ def test_a_new_vector_size_gets_its_own_table_and_deletes_reach_every_table(stor
 
 def test_writers_compact_small_tables_and_leave_big_ones_to_maintenance(tmp_path: Path) -> None:
     def fragments(store: LanceVectorStore) -> int:
-        return int(store._open("chunks_8").stats()["fragment_stats"]["num_fragments"])
+        return int(store._open("vchunks_8").stats()["fragment_stats"]["num_fragments"])
 
     small = LanceVectorStore(str(tmp_path / "small"), optimize_every=4, index_min_rows=1000)
     for i in range(4):

@@ -26,12 +26,15 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
+from hflambda.errors import BadInput
+
 __all__ = [
     "ApplyResult",
     "Chunk",
     "DeleteOp",
     "DocKey",
     "FailureRecord",
+    "FilterInvalid",
     "MaintenanceReport",
     "MetadataFilter",
     "Plan",
@@ -164,6 +167,8 @@ class ApplyResult:
     superseded: list[DocKey] = field(default_factory=list)
     chunks_written: int = 0
     repaired: int = 0
+    failed: dict[DocKey, str] = field(default_factory=dict)
+    """Documents this store could not take (the record fails alone, with the reason)."""
 
 
 @dataclass(frozen=True)
@@ -232,10 +237,18 @@ def filter_tags(flt: MetadataFilter | None) -> list[list[str]]:
     clauses: list[list[str]] = []
     for key, value in (flt or {}).items():
         if isinstance(value, list | tuple):
+            if not value:
+                raise FilterInvalid(f"filter.{key} is an empty list: name at least one value", field=f"filter.{key}")
             clauses.append([_tag(key, item) for item in value])
+        elif isinstance(value, dict):
+            raise FilterInvalid(f"filter.{key} must be a value or a list of values", field=f"filter.{key}")
         else:
             clauses.append([_tag(key, value)])  # type: ignore[arg-type]
     return clauses
+
+
+class FilterInvalid(BadInput):
+    """A search filter no store can evaluate (400, never a 'retry later')."""
 
 
 class VectorStore(ABC):

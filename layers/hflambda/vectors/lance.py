@@ -1,15 +1,21 @@
-"""LanceDB backend: a local folder or ``s3://bucket/prefix``.
+"""Local backend: LanceDB in a local folder, one machine (``hflambda dev``, tests, the bench).
 
-Tables (one LanceDB database at ``uri``):
+In AWS the vectors live in S3 Vectors + DynamoDB (``hflambda.vectors.aws``): LanceDB on S3
+with many concurrent writers leaves stale rows and collapses under commit contention, so
+this backend refuses ``s3://`` locations.
+
+Tables (one LanceDB database in the folder ``uri``; created with stable row ids, so a row
+id read before another writer's compaction still names the same row when settle deletes it):
 
 ``documents``
     the catalogue: one row per ``(user_id, document_id)`` with the newest version key, full
     text and metadata, or a tombstone (``deleted = true``) after a delete. Tombstones are
     kept (they are what stops a late, older upsert from resurrecting a deleted document);
     they hold no text.
-``chunks_<dimensions>``
-    one row per chunk with its vector, per vector size (a model with another size gets its
-    own table instead of breaking the schema).
+``vchunks_<dimensions>``
+    one row per chunk with its vector and the document's filter terms, per vector size (a
+    model with another size gets its own table instead of breaking the schema). The
+    metadata itself is stored once per document, in the catalogue.
 ``index_failures``
     why the index function failed a message (for ``hflambda dlq list``), expired by
     ``maintain``.
@@ -27,8 +33,9 @@ Write protocol (``apply``), correct under concurrent writers without locks:
 Whatever the interleaving, the writer whose catalogue commit is last settles after it (or
 a writer that wrote after it settles after that), so each document converges to exactly the
 chunks of its newest version. Every read uses a zero read-consistency interval, so it sees
-other processes' commits. Readers may briefly see a document's previous chunks next to its
-new ones while a batch is in flight; search returns one hit per document.
+other processes' commits, and nothing about the tables (their list, their indexes) is cached
+across reads. A search keeps a hit only when its version is the catalogue's current one (as
+the AWS backend does), so a stale chunk is never shown, even before settle removed it.
 """
 
 from __future__ import annotations
@@ -62,14 +69,15 @@ from hflambda.vectors.base import (
     metadata_tags,
 )
 
-__all__ = ["LanceVectorStore", "s3_storage_options", "sql_literal"]
+__all__ = ["LanceVectorStore", "sql_literal"]
 
 CATALOGUE = "documents"
 FAILURES = "index_failures"
-CHUNKS_PREFIX = "chunks_"
+CHUNKS_PREFIX = "vchunks_"
+_STABLE_ROW_IDS = {"new_table_enable_stable_row_ids": "true"}
 _TS = pa.timestamp("us", tz="UTC")
 _IN_LIST = 500  # keys per IN list / rowids per delete, to keep predicates small
-_SEARCH_COLUMNS = ["document_id", "chunk", "text", "start", "end", "metadata", "ts", "_distance"]
+_SEARCH_COLUMNS = ["document_id", "chunk", "version", "text", "start", "end", "_distance"]
 
 CATALOGUE_SCHEMA = pa.schema(
     [
@@ -109,7 +117,6 @@ def chunk_schema(dimensions: int) -> pa.Schema:
             ("text", pa.string()),
             ("start", pa.int32()),
             ("end", pa.int32()),
-            ("metadata", pa.string()),
             ("tags", pa.list_(pa.string())),
             ("model_alias", pa.string()),
             ("model_revision", pa.string()),
@@ -138,33 +145,6 @@ def _keys_predicate(keys: Iterable[DocKey]) -> str:
     return " OR ".join(clauses) if clauses else "false"
 
 
-def s3_storage_options() -> dict[str, str]:
-    """object_store options for ``s3://`` from boto3's own resolution of the environment.
-
-    Region, credentials and a custom endpoint (``AWS_ENDPOINT_URL_S3`` /
-    ``AWS_ENDPOINT_URL``, e.g. a moto server) come out exactly as boto3 sees them.
-    """
-    import boto3
-
-    session = boto3.session.Session()
-    options: dict[str, str] = {}
-    if session.region_name:
-        options["aws_region"] = session.region_name
-    endpoint = session.client("s3").meta.endpoint_url
-    if endpoint and not endpoint.rstrip("/").endswith("amazonaws.com"):
-        options["aws_endpoint"] = endpoint
-        if endpoint.startswith("http://"):
-            options["allow_http"] = "true"
-    credentials = session.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        options["aws_access_key_id"] = frozen.access_key
-        options["aws_secret_access_key"] = frozen.secret_key
-        if frozen.token:
-            options["aws_session_token"] = frozen.token
-    return options
-
-
 def _json(metadata: Mapping[str, Any]) -> str:
     return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -191,7 +171,6 @@ class LanceVectorStore(VectorStore):
         self,
         uri: str,
         *,
-        storage_options: dict[str, str] | None = None,
         index_min_rows: int = 50_000,
         keep_versions: timedelta = timedelta(hours=1),
         failure_retention: timedelta = timedelta(days=14),
@@ -199,6 +178,10 @@ class LanceVectorStore(VectorStore):
     ) -> None:
         import lancedb
 
+        if "://" in uri and not uri.startswith("file://"):
+            raise ValueError(
+                f"the local vector backend takes a folder, not {uri!r}; in AWS use HFLAMBDA_VECTOR_BACKEND=aws (S3 Vectors)"
+            )
         self.uri = uri
         self.index_min_rows = index_min_rows
         self.optimize_every = optimize_every
@@ -207,10 +190,8 @@ class LanceVectorStore(VectorStore):
         self.failure_retention = failure_retention
         # zero interval: every read checks for commits of other processes (correctness of
         # the settle step depends on it)
-        self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
+        self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
         self._tables: dict[str, Any] = {}
-        self._chunk_names: tuple[float, list[str]] | None = None
-        self._indexed: dict[str, tuple[float, bool]] = {}
 
     # --- tables ------------------------------------------------------------------------
 
@@ -229,21 +210,17 @@ class LanceVectorStore(VectorStore):
         if table is not None:
             return table
         try:
-            table = self.db.create_table(name, schema=schema, exist_ok=True)
+            table = self.db.create_table(name, schema=schema, exist_ok=True, storage_options=_STABLE_ROW_IDS)
         except (ValueError, OSError, RuntimeError):
             # another writer created it between our open and create
             table = self.db.open_table(name)
         self._tables[name] = table
-        self._chunk_names = None
         return table
 
     def _chunk_tables(self) -> list[tuple[str, Any]]:
-        # listing tables is a LIST on S3: cached, refreshed every few minutes (a new chunk
-        # table only appears when the embedding model's vector size changes)
-        now = time.monotonic()
-        if self._chunk_names is None or now - self._chunk_names[0] > 300:
-            self._chunk_names = (now, [n for n in self._table_names() if n.startswith(CHUNKS_PREFIX)])
-        tables = [(n, self._open(n)) for n in self._chunk_names[1]]
+        # listed on every call (a local directory listing): a table another process created
+        # a moment ago is never missed by settle or plan
+        tables = [(n, self._open(n)) for n in self._table_names() if n.startswith(CHUNKS_PREFIX)]
         return [(n, t) for n, t in tables if t is not None]
 
     def _table_names(self) -> list[str]:
@@ -342,6 +319,11 @@ class LanceVectorStore(VectorStore):
                     )
                 if complete:
                     skips[key] = "duplicate"
+        superseded = [key for key, skip in skips.items() if skip == "superseded"]
+        if superseded:
+            # a superseded redelivery may be the retry of a writer that died after writing
+            # its (older) chunks: settle removes them now instead of at the next write
+            self._settle(superseded, {}, space)
         return skips
 
     @staticmethod
@@ -380,7 +362,8 @@ class LanceVectorStore(VectorStore):
         upserts = [op for op in live if isinstance(op, UpsertOp)]
         if upserts:
             result.chunks_written = self._merge_chunks(upserts, space, before, now)
-        result.repaired = self._settle([op.key for op in live], {op.key: op.version for op in upserts}, space)
+        settle = [op.key for op in live] + [key for key in result.superseded if key not in newest or key not in {op.key for op in live}]
+        result.repaired = self._settle(list(dict.fromkeys(settle)), {op.key: op.version for op in upserts}, space)
         for op in live:
             (result.deleted if op.deleted else result.written).append(op.key)
         self._after_write(space)
@@ -466,7 +449,6 @@ class LanceVectorStore(VectorStore):
         for op in ops:
             stored = before.get(op.key)
             created = stored["created_at"] if stored is not None and not stored["deleted"] else now
-            meta = _json(op.metadata)
             tags = metadata_tags(op.metadata)
             for chunk in op.chunks:
                 if chunk.vector.shape != (space.dimensions,):
@@ -482,7 +464,6 @@ class LanceVectorStore(VectorStore):
                 columns["text"].append(chunk.text)
                 columns["start"].append(chunk.start)
                 columns["end"].append(chunk.end)
-                columns["metadata"].append(meta)
                 columns["tags"].append(tags)
                 columns["model_alias"].append(space.alias)
                 columns["model_revision"].append(space.revision)
@@ -577,16 +558,12 @@ class LanceVectorStore(VectorStore):
 
     # --- search ------------------------------------------------------------------------
 
-    def has_vector_index(self, space: VectorSpace, *, max_age: float = 60.0) -> bool:
-        """Whether the chunk table of ``space`` has an ANN index on ``vector`` (cached ``max_age`` s)."""
-        name = f"{CHUNKS_PREFIX}{space.dimensions}"
-        cached = self._indexed.get(name)
-        if cached is not None and time.monotonic() - cached[0] < max_age:
-            return cached[1]
+    def has_vector_index(self, space: VectorSpace) -> bool:
+        """Whether the chunk table of ``space`` has an ANN index on ``vector`` (read each time:
+        a local listing; a cached answer once kept searches on a path that no longer matched
+        the table another process had just changed)."""
         table = self._chunks(space)
-        indexed = table is not None and any("vector" in idx.columns for idx in table.list_indices())
-        self._indexed[name] = (time.monotonic(), indexed)
-        return indexed
+        return table is not None and any("vector" in idx.columns for idx in table.list_indices())
 
     def search(
         self,
@@ -620,8 +597,13 @@ class LanceVectorStore(VectorStore):
             if indexed:
                 query = query.nprobes(20).refine_factor(4)
             rows = query.to_arrow().to_pylist()
+            # the catalogue decides what is current: a chunk of another version is never shown
+            current = self._latest(self._catalogue_rows({(user_id, r["document_id"]) for r in rows}, with_text=False))
             best: dict[str, dict[str, Any]] = {}
             for row in rows:
+                doc = current.get((user_id, row["document_id"]))
+                if doc is None or doc["deleted"] or doc["version"] != row["version"]:
+                    continue
                 held = best.get(row["document_id"])
                 if held is None or row["_distance"] < held["_distance"]:
                     best[row["document_id"]] = row
@@ -637,8 +619,8 @@ class LanceVectorStore(VectorStore):
                 text=r["text"],
                 start=int(r["start"]),
                 end=int(r["end"]),
-                metadata=json.loads(r["metadata"] or "{}"),
-                ts=int(r["ts"]),
+                metadata=json.loads(current[(user_id, r["document_id"])]["metadata"] or "{}"),
+                ts=int(current[(user_id, r["document_id"])]["ts"]),
             )
             for r in ranked
         ]
@@ -704,7 +686,6 @@ class LanceVectorStore(VectorStore):
             if name.startswith(CHUNKS_PREFIX) and "vector" not in indexed and rows >= self.index_min_rows:
                 table.create_index("vector", config=HnswSq(distance_type="cosine"))
                 report.indexes_created.append(f"{name}.vector")
-                self._indexed.pop(name, None)
             table.optimize(cleanup_older_than=self.keep_versions)
             report.optimized.append(name)
         report.seconds = time.perf_counter() - started
