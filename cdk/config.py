@@ -70,8 +70,8 @@ class DeployConfig:
     # Fixed by the design, not settings: warmup may take Lambda's maximum.
     WARMUP_TIMEOUT_S = 900
     # What a new account's Lambda quotas allow: memory per function (3008 MB), and the
-    # unreserved concurrency Lambda always keeps (100; new accounts often have 10 in total,
-    # so nothing can be reserved or provisioned there).
+    # unreserved concurrency Lambda always keeps (100 on a default account; new accounts
+    # often have 10 in total, so nothing can be reserved or provisioned there).
     NEW_ACCOUNT_MAX_MEMORY_MB = 3008
     UNRESERVED_CONCURRENCY_FLOOR = 100
     VISIBILITY_FACTOR = 6  # SQS visibility timeout >= 6x the index function timeout
@@ -92,8 +92,9 @@ class DeployConfig:
             warnings.append(
                 f"warmup_reserved_concurrency + predict_provisioned_concurrency = {reserved}: the account's "
                 f"concurrency limit must be at least {reserved + self.UNRESERVED_CONCURRENCY_FLOOR} "
-                f"(Lambda keeps {self.UNRESERVED_CONCURRENCY_FLOOR} unreserved; new accounts often have 10 "
-                "in total). Check `aws lambda get-account-settings` (docs/deploy.md#prerequisites)."
+                f"(Lambda keeps {self.UNRESERVED_CONCURRENCY_FLOOR} unreserved on a default account; new "
+                "accounts often have 10 in total). Check `aws lambda get-account-settings` "
+                "(docs/deploy.md#prerequisites)."
             )
         return warnings
 

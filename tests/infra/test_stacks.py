@@ -295,9 +295,18 @@ def test_defaults_fit_a_new_accounts_lambda_quotas(synthesized: Synthesized) -> 
         assert "ReservedConcurrentExecutions" not in props, name
 
 
-def test_warmup_reserved_concurrency_is_opt_in(synthesized_nat_instance: Synthesized) -> None:
+def test_warmup_reserved_concurrency_is_opt_in_and_synth_warns_about_the_quota_it_needs(
+    synthesized_nat_instance: Synthesized,
+) -> None:
+    from cdk.config import DeployConfig
+
     _, warmup = function(synthesized_nat_instance, "warmup")
     assert warmup["ReservedConcurrentExecutions"] == 1
+    metadata = (synthesized_nat_instance.outdir / "HflambdaService.metadata.json").read_text()
+    assert "hflambda:lambda-quota" in metadata and "at least 101" in metadata
+    assert DeployConfig().quota_warnings() == []
+    (memory,) = DeployConfig(warmup_memory_mb=8192).quota_warnings()
+    assert "warmup_memory_mb=8192" in memory and "3008 MB" in memory
 
 
 # --- secrets ------------------------------------------------------------------------------
