@@ -82,12 +82,16 @@ def client(service: str, endpoint: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
 
 
-def _name(stack: Stack, logical: str, limit: int) -> str:
-    return f"{stack.name}-{logical}"[:limit]
-
-
 def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
-    """Providers creating each declared resource in ``moto`` (and access points under ``store_root``)."""
+    """Providers creating each declared resource in ``moto`` (and access points under ``store_root``).
+
+    Names the template leaves to CloudFormation get a random suffix, as CloudFormation gives
+    them (so two rehearsals in one process, which share moto's state, never collide).
+    """
+    suffix = secrets.token_hex(4).upper()
+
+    def _name(stack: Stack, logical: str, limit: int) -> str:
+        return f"{stack.name}-{logical}"[: limit - 9] + f"-{suffix}"
 
     def queue(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
         sqs = moto.client("sqs")
@@ -126,7 +130,12 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
 
     def bucket(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
         name = str(props.get("BucketName") or _name(stack, logical, 63).lower())
-        moto.client("s3").create_bucket(Bucket=name)
+        s3 = moto.client("s3")
+        try:
+            s3.create_bucket(Bucket=name)
+        except s3.exceptions.ClientError as exc:  # a fixed name another rehearsal in this process created
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
         return Physical(
             name,
             {
@@ -159,7 +168,11 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
     def vector_bucket(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
         name = str(props.get("VectorBucketName") or _name(stack, logical, 63).lower())
         client = moto.client("s3vectors")
-        client.create_vector_bucket(vectorBucketName=name)
+        try:
+            client.create_vector_bucket(vectorBucketName=name)
+        except client.exceptions.ClientError as exc:  # a fixed name another rehearsal in this process created
+            if exc.response["Error"]["Code"] != "ConflictException":
+                raise
         arn = client.get_vector_bucket(vectorBucketName=name)["vectorBucket"]["vectorBucketArn"]
         return Physical(str(arn), {"VectorBucketArn": arn, "VectorBucketName": name, "CreationTime": ""})
 

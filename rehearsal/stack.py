@@ -123,7 +123,7 @@ class ProcessInstance:
         from hflambda.devstack import free_port
 
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HFLAMBDA_", "AWS_", "POWERTOOLS_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HFLAMBDA_", "AWS_", "POWERTOOLS_", "HF_"))}
         for key, value in self.env.items():
             for mount, host in self.store_paths.items():
                 if value == mount or value.startswith(mount + "/"):
