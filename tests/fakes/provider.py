@@ -40,11 +40,17 @@ class Behaviour:
     listed: bool = True  # appears in GET /v1/models
     retry_after: int | None = None
     finish_reason: str = "stop"
+    tool_calls: tuple[tuple[str, str], ...] = ()  # (function name, arguments JSON)
 
     @classmethod
     def answer(cls, content: str = "Hello from the fake provider.", *, listed: bool = True, finish_reason: str = "stop") -> Behaviour:
         """200 with a chat completion whose message content is ``content``."""
         return cls("answer", content=content, listed=listed, finish_reason=finish_reason)
+
+    @classmethod
+    def call(cls, *calls: tuple[str, str]) -> Behaviour:
+        """200 with ``message.tool_calls`` (name, arguments JSON) and ``finish_reason: "tool_calls"``."""
+        return cls("answer", content="", finish_reason="tool_calls", tool_calls=calls)
 
     @classmethod
     def fail(cls, status: int, message: str = "", *, retry_after: int | None = None, listed: bool = True) -> Behaviour:
@@ -155,6 +161,13 @@ class FakeProvider:
 
     # --- protocol ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _message(behaviour: Behaviour) -> dict[str, Any]:
+        if not behaviour.tool_calls:
+            return {"role": "assistant", "content": behaviour.content}
+        calls = [{"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}} for i, (n, a) in enumerate(behaviour.tool_calls)]
+        return {"role": "assistant", "content": None, "tool_calls": calls}
+
     def _completion(self, model: str, behaviour: Behaviour, body: dict[str, Any]) -> dict[str, Any]:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         completion_tokens = max(1, len(behaviour.content.split()))
@@ -163,7 +176,7 @@ class FakeProvider:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": behaviour.content}, "finish_reason": behaviour.finish_reason}],
+            "choices": [{"index": 0, "message": self._message(behaviour), "finish_reason": behaviour.finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
         }
 
