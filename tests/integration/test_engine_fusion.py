@@ -140,3 +140,18 @@ def test_an_int8_graph_outside_the_bounds_is_refused(tiny_classifier_dir: Path, 
     with pytest.raises(ParityFailed, match="int8 graph refused: vs the fp32 export") as refused:
         export.compile_encoder(spec, tiny_classifier_dir, tmp_path / "out")
     assert refused.value.details["parity"]["int8_vs_fp32"]["min_threshold"] == 1.0
+
+
+def test_truncation_keeps_the_closing_special_token(warmed: Warmed) -> None:
+    model = OnnxEmbedder(ModelStore(warmed.store).resolve("embed"), max_tokens=256)
+    long_text = "serverless inference " * 300
+    cut = model.encode([long_text, "short"], truncate=True)
+    assert len(cut[0].ids) == 256 and cut[0].tokens[0] == "[CLS]" and cut[0].tokens[-1] == "[SEP]"
+    assert cut[1].tokens == ["[CLS]", "short", "[SEP]"]
+    # what sentence-transformers embeds for the same text (it truncates to 256 the same way)
+    manual = model.tokenizer.encode(long_text)
+    ids = [*manual.ids[:255], manual.ids[-1]]
+    feed = {"input_ids": np.asarray([ids]), "attention_mask": np.ones((1, 256), dtype=np.int64), "token_type_ids": np.zeros((1, 256), dtype=np.int64)}
+    hidden = model.run({k: v for k, v in feed.items() if k in model.input_names})
+    expected = hidden.mean(axis=1)[0]
+    assert float(model.embed([long_text], truncate=True)[0] @ (expected / np.linalg.norm(expected))) >= 0.9999

@@ -94,6 +94,7 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        self._truncator: Tokenizer | None = None
         graph = model.manifest.info.get("graph") or {}
         self.session_level = str(graph.get("session_optimization", "all"))
         self.session = ort.InferenceSession(
@@ -119,20 +120,31 @@ class OnnxEncoder:
         if not texts:
             raise BadInput("input is empty: give at least one text", field="input")
         encodings = self.tokenizer.encode_batch(texts)
-        for index, enc in enumerate(encodings):
-            if len(enc.ids) > self.max_tokens:
-                if not truncate:
-                    raise BadInput(
-                        f"input[{index}] is {len(enc.ids)} tokens; model {self.alias!r} accepts at most "
-                        f"{self.max_tokens}. Shorten it or send truncate=true.",
-                        field=f"input[{index}]",
-                        tokens=len(enc.ids),
-                        limit=self.max_tokens,
-                    )
-                enc.truncate(self.max_tokens)
-                if len(enc.ids) > self.max_tokens:  # pragma: no cover - defensive
-                    raise BadInput("truncation failed", field=f"input[{index}]")
+        over = [i for i, enc in enumerate(encodings) if len(enc.ids) > self.max_tokens]
+        if over and not truncate:
+            index, tokens = over[0], len(encodings[over[0]].ids)
+            raise BadInput(
+                f"input[{index}] is {tokens} tokens; model {self.alias!r} accepts at most "
+                f"{self.max_tokens}. Shorten it or send truncate=true.",
+                field=f"input[{index}]",
+                tokens=tokens,
+                limit=self.max_tokens,
+            )
+        if over:
+            # the tokenizer's own truncation keeps the closing special token ([SEP]), as
+            # sentence-transformers does; cutting the encoding would drop it
+            for i, enc in zip(over, self._truncating().encode_batch([texts[i] for i in over]), strict=True):
+                encodings[i] = enc
         return encodings
+
+    def _truncating(self) -> Tokenizer:
+        """A second tokenizer that truncates to ``max_tokens`` (built on first use)."""
+        if self._truncator is None:
+            truncator = Tokenizer.from_str(self.tokenizer.to_str())
+            truncator.no_padding()
+            truncator.enable_truncation(self.max_tokens)
+            self._truncator = truncator
+        return self._truncator
 
     def _batches(self, encodings: list[Encoding], size: int = BATCH) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Length buckets (see ``buckets``), each padded to its longest input only, with the
