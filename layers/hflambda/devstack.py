@@ -55,6 +55,23 @@ def create_index_queues(sqs: Any, name: str, *, visibility_timeout: int, max_rec
     return str(queue_url), str(dlq_url)
 
 
+def create_aws_vectors(
+    endpoint: str, *, dimensions: int = 384, bucket: str = "hflambda-vectors", index: str = "chunks", table: str = "hflambda-catalogue"
+) -> dict[str, str]:
+    """Create the S3 Vectors bucket + index and the DynamoDB catalogue table on ``endpoint``
+    (a moto server from ``hflambda.s3vectors_fake.start_server``) as CDK does; returns the
+    ``HFLAMBDA_VECTOR_*`` settings that make the functions use them."""
+    import boto3
+
+    from hflambda.vectors.aws import create_resources
+
+    options = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    create_resources(
+        boto3.client("s3vectors", **options), boto3.client("dynamodb", **options), bucket=bucket, index=index, table=table, dimensions=dimensions
+    )
+    return {"HFLAMBDA_VECTOR_BACKEND": "aws", "HFLAMBDA_VECTOR_BUCKET": bucket, "HFLAMBDA_VECTOR_INDEX": index, "HFLAMBDA_VECTOR_TABLE": table}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """An unused TCP port on ``host``."""
     with socket.socket() as sock:
@@ -76,6 +93,10 @@ class DevConfig:
     warm: bool = True
     poller: bool = True
     reset: bool = False
+    vectors: str = "local"
+    """``local`` (LanceDB in ``vectors_path``) or ``aws`` (S3 Vectors + DynamoDB on moto with the QueryVectors fake)."""
+    vector_dimensions: int = 384
+    """Dimension of the S3 Vectors index ``--vectors aws`` creates (the default embedding model's size)."""
 
     @property
     def store_path(self) -> Path:
@@ -218,13 +239,11 @@ class DevStack:
     def _start_moto(self) -> None:
         import logging
 
-        from moto.server import ThreadedMotoServer
+        from hflambda.s3vectors_fake import start_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log lines in the console
-        port = self.config.moto_port or free_port(self.config.host)
-        self.moto = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
-        self.moto.start()
-        self.moto_url = f"http://{self.config.host}:{port}"
+        # moto with QueryVectors added, so --vectors aws runs the AWS vector backend locally
+        self.moto, self.moto_url = start_server(self.config.host, self.config.moto_port)
 
     def _start_issuer(self) -> None:
         from hflambda.auth.devissuer import DevIssuer
@@ -247,6 +266,12 @@ class DevStack:
         sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
         return create_index_queues(sqs, QUEUE_NAME, visibility_timeout=VISIBILITY_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT)
 
+    def _vector_env(self) -> dict[str, str]:
+        """The vector backend's settings; for ``aws``, its bucket, index and table on moto."""
+        if self.config.vectors != "aws":
+            return {"HFLAMBDA_VECTOR_BACKEND": "local"}
+        return create_aws_vectors(self.moto_url, dimensions=self.config.vector_dimensions)
+
     def _child_env(self) -> dict[str, str]:
         cfg = self.config
         queue_url, dlq_url = self._create_queues()
@@ -258,6 +283,7 @@ class DevStack:
                 "HFLAMBDA_REGISTRY": str(cfg.registry.resolve()),
                 "HFLAMBDA_PROFILE": os.environ.get("HFLAMBDA_PROFILE", "local"),
                 "HFLAMBDA_VECTOR_URI": str(cfg.vectors_path),
+                **self._vector_env(),
                 "HFLAMBDA_INDEX_QUEUE_URL": queue_url,
                 "HFLAMBDA_DLQ_URL": dlq_url,
                 "HFLAMBDA_AUTH_ISSUER": self.issuer.issuer,

@@ -50,13 +50,18 @@ def dev(
     reset: Annotated[bool, typer.Option("--reset", help="Wipe the store, vectors and logs first.")] = False,
     warm: Annotated[bool, typer.Option(help="Run warmup before serving.")] = True,
     issuer_port: Annotated[int, typer.Option(help="Port of the dev token issuer.")] = 8001,
+    vectors: Annotated[
+        str, typer.Option(help="Vector backend: local (LanceDB folder) or aws (S3 Vectors + DynamoDB on moto).")
+    ] = "local",
 ) -> None:
     """Run the whole system locally: moto (SQS, S3, Secrets Manager), dev issuer, warmup, API, poller."""
+    if vectors not in ("local", "aws"):
+        raise typer.BadParameter("--vectors is local or aws")
     from hflambda.devstack import DevConfig, DevStack, install_signal_handlers
 
     console = Console(soft_wrap=True)
     stack = DevStack(
-        DevConfig(state=state, store=store, registry=registry, port=port, issuer_port=issuer_port, warm=warm, reset=reset),
+        DevConfig(state=state, store=store, registry=registry, port=port, issuer_port=issuer_port, warm=warm, reset=reset, vectors=vectors),
         say=lambda text: console.print(text, markup=False, highlight=False),
     )
     install_signal_handlers(stack)
