@@ -323,8 +323,8 @@ class FrontDoor:
         length = int(headers.get("content-length") or 0)
         if length > REQUEST_LIMIT_BYTES:
             status, out_headers, body = gateway_error(413, "Request Entity Too Large")
-            self._reply(request, status, out_headers, body, request_id, close=True)
             self._log(request_id, method, path, route_key, status, "request body over 10 MB", None, started, len(body))
+            self._reply(request, status, out_headers, body, request_id, close=True)
             return
         raw_body = request.rfile.read(length) if length else b""
 
@@ -332,8 +332,8 @@ class FrontDoor:
         route_key = out_headers.pop("x-rehearsal-route", "-")
         integration_error = out_headers.pop("x-rehearsal-integration-error", None)
         authorizer_error = out_headers.pop("x-rehearsal-authorizer-error", None)
-        self._reply(request, status, out_headers, b"" if method == "HEAD" else body, request_id)
         self._log(request_id, method, path, route_key, status, integration_error, authorizer_error, started, len(body))
+        self._reply(request, status, out_headers, b"" if method == "HEAD" else body, request_id)
 
     def _respond(
         self, method: str, path: str, query: str, headers: dict[str, str], raw_body: bytes, request_id: str

@@ -410,6 +410,17 @@ def _access_point(resolver: Resolver, arn: str) -> tuple[Stack, str, dict[str, A
     raise TemplateError(f"no AWS::EFS::AccessPoint in the assembly matches {arn}")
 
 
+def _asset_function(asset: dict[str, Any]) -> str | None:
+    """The function an image asset builds: its FUNCTION build argument (one shared Dockerfile)
+    or its ``functions/<name>/Dockerfile``."""
+    source = asset.get("source") or {}
+    argument = (source.get("dockerBuildArgs") or {}).get("FUNCTION")
+    if argument:
+        return str(argument)
+    match = re.fullmatch(r"functions/([\w-]+)/Dockerfile", str(source.get("dockerFile", "")))
+    return match.group(1) if match else None
+
+
 def function_specs(resolver: Resolver) -> dict[str, FunctionSpec]:
     """Every image function (``PackageType: Image``), by its template logical id prefix
     (``Predict``, ``Index``, ``Warmup``: the functions/<name> directory, capitalized)."""
@@ -425,10 +436,9 @@ def function_specs(resolver: Resolver) -> dict[str, FunctionSpec]:
         asset = resolver.assembly.assets.get(digest)
         if asset is None:
             raise TemplateError(f"{stack.name}/{logical}: image {image_uri} is not an asset of this assembly")
-        dockerfile = str(asset["source"].get("dockerFile", ""))
-        match = re.fullmatch(r"functions/([\w-]+)/Dockerfile", dockerfile)
-        if not match:
-            raise TemplateError(f"{stack.name}/{logical}: image built from {dockerfile!r}, not functions/<name>/Dockerfile")
+        function = _asset_function(asset)
+        if function is None:
+            raise TemplateError(f"{stack.name}/{logical}: cannot tell which function image {digest} is (asset {asset['source']})")
         role_ref = raw.get("Role", {}).get("Fn::GetAtt", [None])[0]
         actions = _policy_actions(resolver, stack, role_ref) if role_ref else set()
         mounts = []
@@ -452,7 +462,6 @@ def function_specs(resolver: Resolver) -> dict[str, FunctionSpec]:
                 )
             )
         reserved = props.get("ReservedConcurrentExecutions")
-        function = match.group(1)
         specs[function] = FunctionSpec(
             stack=stack.name,
             logical_id=logical,
