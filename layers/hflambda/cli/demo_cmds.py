@@ -55,6 +55,10 @@ class Demo:
 
     def index(self) -> str:
         body = self.ok(self.call("POST", "/v1/documents", json={"documents": DOCUMENTS}), 202)
+        try:
+            self.token("bob")
+        except RuntimeError:
+            return f"queued {body['queued']}, failed {body['failed']}"
         self.ok(self.call("POST", "/v1/documents", user="bob", json={"documents": [{"id": "bob-note", "text": "Bob's private note about cold starts on Lambda."}]}), 202)
         return f"queued {body['queued']} for alice (+1 for bob), failed {body['failed']}"
 
@@ -70,6 +74,10 @@ class Demo:
             time.sleep(1)
 
     def isolation(self) -> str:
+        try:
+            self.token("bob")
+        except RuntimeError as exc:
+            return f"not run: {exc}"
         body = self.ok(self.call("POST", "/v1/search", user="bob", json={"query": "cold starts", "top_k": 10, "user_id": "alice"}))
         ids = [hit["id"] for hit in body["data"]]
         if any(i in ids for i in (d["id"] for d in DOCUMENTS)):
@@ -103,25 +111,49 @@ class Demo:
 @app.command()
 def demo(
     state: Annotated[Path, typer.Option(help="State folder of the running `hflambda dev`.")] = Path(".hflambda"),
+    url: Annotated[
+        str | None, typer.Option(help="The API to run against (e.g. the front door `make rehearse` prints); default: the running `hflambda dev`.")
+    ] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(help="Bearer token of the first user; repeat for a second user (the isolation step). Default: minted by the dev issuer."),
+    ] = None,
 ) -> None:
-    """Index, search, classify, embed and generate against a running `hflambda dev`."""
+    """Index, search, classify, embed and generate against a running `hflambda dev` (or `--url`)."""
     from hflambda.auth.devissuer import DevIssuer
 
     console = Console(soft_wrap=True)
-    info_file = state / "dev.json"
-    if not info_file.is_file():
-        console.print(f"[red]{info_file} not found: start `hflambda dev` (or `make dev`) first.[/red]")
-        raise typer.Exit(2)
-    info = json.loads(info_file.read_text())
-    issuer = DevIssuer(state / "dev-issuer")
     tokens: dict[str, str] = {}
+    given = list(token or [])
+    if url and given:
+        api = url.rstrip("/")
+        tokens["alice"] = given[0]
+        if len(given) > 1:
+            tokens["bob"] = given[1]
 
-    def token(user: str) -> str:
-        if user not in tokens:
-            tokens[user] = issuer.token(user, issuer=info["issuer"], audience=info["audience"])
-        return tokens[user]
+        def mint(user: str) -> str:
+            if user not in tokens:
+                raise RuntimeError(f"no token for a second user: pass --token twice (user {user!r})")
+            return tokens[user]
 
-    run = Demo(info["api"], token)
+        token_for = mint
+    else:
+        info_file = state / "dev.json"
+        if not info_file.is_file():
+            console.print(f"[red]{info_file} not found: start `hflambda dev` (or `make dev`) first, or pass --url and --token.[/red]")
+            raise typer.Exit(2)
+        info = json.loads(info_file.read_text())
+        api = (url or info["api"]).rstrip("/")
+        issuer = DevIssuer(state / "dev-issuer")
+
+        def from_issuer(user: str) -> str:
+            if user not in tokens:
+                tokens[user] = issuer.token(user, issuer=info["issuer"], audience=info["audience"])
+            return tokens[user]
+
+        token_for = from_issuer
+
+    run = Demo(api, token_for)
     for name, action in [
         ("index documents", run.index),
         ("search (alice)", run.search),
@@ -132,7 +164,7 @@ def demo(
         ("delete document", run.delete),
     ]:
         run.step(name, action)
-    table = Table(title=f"hflambda demo against {info['api']}")
+    table = Table(title=f"hflambda demo against {api}")
     for column in ("step", "result", "detail"):
         table.add_column(column, overflow="fold")
     for name, ok, detail in run.rows:
