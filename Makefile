@@ -83,3 +83,17 @@ soak: install
 ## make demo: a scripted walkthrough against a running `make dev` (run it in another terminal)
 demo: install
 	$(VENV)/bin/hflambda demo
+
+# --- rehearsal (issue 12) ---------------------------------------------------------------
+.PHONY: rehearse rehearse-test
+
+## make rehearse: run the synthesized stack (cdk.out/, synthesized first when missing or
+## stale) locally with the three real images under the Lambda RIE and moto; prints the front
+## door URL and tokens, stays up until Ctrl-C (stdin: warmup | token [sub] | status | quit).
+rehearse: install
+	$(PY) -m rehearsal
+
+## make rehearse-test: the rehearsal tier (tests/rehearsal): a first deploy warmed and
+## served, the demo, azp, CORS preflight, poison record -> DLQ, gateway limits.
+rehearse-test: install
+	$(PY) -m pytest -q tests/rehearsal --durations=10
