@@ -201,7 +201,7 @@ class Soak:
 
     def publish_revision(self) -> None:
         registry = WORK / "soak-registry.toml"
-        registry.write_text((REPO / "models.toml").read_text().replace('revision = "dev-tiny-bert-classifier-v1"', 'revision = "dev-tiny-bert-classifier-v2"'))
+        registry.write_text((REPO / "models.toml").read_text().replace('source = "train://sentiment-minilm"', 'source = "train://sentiment-minilm"\nrevision = "soak-v2"'))
         env = {**self.stack.env, "HFLAMBDA_REGISTRY": str(registry)}
         import subprocess
 

@@ -32,7 +32,11 @@ __all__ = ["ModelSpec", "Registry", "Task", "check_memory", "check_registry", "l
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-SOURCE_SCHEMES = ("hf://", "s3://", "file://", "pkg://", "dev://")
+SOURCE_SCHEMES = ("hf://", "s3://", "file://", "pkg://", "dev://", "dist://", "train://")
+# sources read from this machine (installed packages, a local build): no Hub revision to pin
+LOCAL_SCHEMES = ("file://", "pkg://", "dev://", "dist://", "train://")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+DERIVED_REVISION_SCHEMES = ("dist://", "train://")
 
 
 class Task(StrEnum):
@@ -53,6 +57,11 @@ class ModelSpec(BaseModel):
     revision: str | None = None
     task: Task
     source: str | None = None
+    source_sha256: str | None = Field(
+        None,
+        description="dist:// sources: sha256 of the packaged file (of the joined parts for a split one); a "
+        "package whose file differs is refused.",
+    )
     quantize: Literal["int8", "int4"] | None = None
     fallbacks: tuple[str, ...] = ()
     preload: bool = False
@@ -76,6 +85,11 @@ class ModelSpec(BaseModel):
     context_tokens: int = Field(4096, gt=0)
     max_output_tokens: int = Field(512, gt=0)
     memory_mb: int | None = Field(None, gt=0)
+    builder_options: tuple[str, ...] = Field(
+        (),
+        description='Local text generation: extra ONNX Runtime GenAI builder options ("key=value", e.g. '
+        '"block_size=16"), passed as --extra_options.',
+    )
     timeout_seconds: float = Field(20.0, gt=0)
 
     @property
@@ -182,7 +196,14 @@ def _check_spec(spec: ModelSpec, *, task_known: bool = True) -> list[str]:
         problems.append(
             f"{where}.source: {source!r} must start with one of {', '.join(SOURCE_SCHEMES)}"
         )
-    local_files = source.startswith(("file://", "pkg://", "dev://"))
+    local_files = source.startswith(LOCAL_SCHEMES)
+    if source.startswith("dist://") and (spec.source_sha256 is None or not SHA256_RE.match(spec.source_sha256)):
+        problems.append(
+            f"{where}.source_sha256: dist:// sources need the packaged file's sha256 (64 lowercase hex), so a "
+            "changed package is refused"
+        )
+    elif spec.source_sha256 is not None and not source.startswith("dist://"):
+        problems.append(f"{where}.source_sha256: only for dist:// sources")
     if spec.is_remote:
         for name in ("base_url", "provider_model"):
             if not getattr(spec, name):
@@ -221,6 +242,9 @@ def _check_generation(spec: ModelSpec) -> list[str]:
         for name in ("base_url", "provider_model", "api_key_secret"):
             if getattr(spec, name):
                 problems.append(f"{where}.{name}: only for engine = \"remote\"")
+        for option in spec.builder_options:
+            if not re.match(r"^[A-Za-z0-9_]+=\S+$", option):
+                problems.append(f"{where}.builder_options: {option!r} must be key=value (no spaces)")
         if spec.memory_mb is None:
             problems.append(
                 f"{where}.memory_mb: required for local text-generation models (resident size estimate in MB, "
@@ -317,7 +341,12 @@ def parse_registry(
         if not isinstance(table, dict):
             problems.append(f"models.{alias}: must be a table")
             continue
-        merged = {**table, **(overrides.get(alias) or {})}
+        override = overrides.get(alias) or {}
+        merged = {**table, **override}
+        if str(override.get("source", "")).startswith(DERIVED_REVISION_SCHEMES) and "revision" not in override:
+            # these sources derive their revision from content (sha256, data + recipe): a Hub commit
+            # inherited from the base table would name another model
+            merged.pop("revision", None)
         try:
             spec = ModelSpec(alias=alias, **merged)
         except ValidationError as exc:

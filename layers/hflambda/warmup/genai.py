@@ -111,6 +111,7 @@ def export_settings(spec: ModelSpec) -> dict[str, Any]:
         "builder": f"onnxruntime-genai {genai_version()}",
         "precision": precision(spec),
         "execution_provider": "cpu",
+        **({"builder_options": list(spec.builder_options)} if spec.builder_options else {}),
     }
 
 
@@ -135,10 +136,17 @@ def _check_source(source: Path) -> dict[str, Any]:
     return dict(config)
 
 
-def build_genai_model(source: Path, out: Path, precision_name: str, *, timeout: float = BUILDER_TIMEOUT_S) -> float:
-    """Run the ONNX Runtime GenAI model builder on a local HF folder; returns seconds taken."""
+def build_genai_model(
+    source: Path, out: Path, precision_name: str, *, timeout: float = BUILDER_TIMEOUT_S, options: tuple[str, ...] = ()
+) -> float:
+    """Run the ONNX Runtime GenAI model builder on a local HF folder; returns seconds taken.
+
+    ``options`` ("key=value") go to the builder's ``--extra_options`` (e.g. ``block_size=16``).
+    """
     cache = Path(tempfile.mkdtemp(prefix="genai-builder-", dir=out.parent if out.parent.is_dir() else None))
     command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out), "-p", precision_name, "-e", "cpu", "-c", str(cache)]
+    if options:
+        command += ["--extra_options", *options]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # a local folder: never the Hub
     started = time.perf_counter()
     try:
@@ -295,7 +303,7 @@ def check_parity(spec: ModelSpec, source: Path, out: Path) -> dict[str, Any]:
 def compile_generation(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
     """HF folder → GenAI model folder in ``out`` (builder, tokenizer + chat template, parity)."""
     config = _check_source(source)
-    build_s = build_genai_model(source, out, precision(spec))
+    build_s = build_genai_model(source, out, precision(spec), options=spec.builder_options)
     _ship_tokenizer(source, out)
     started = time.perf_counter()
     parity = check_parity(spec, source, out)

