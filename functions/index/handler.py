@@ -1,7 +1,8 @@
 """Lambda entry point for the index function (SQS event source, ReportBatchItemFailures).
 
 The embedding model loads at import (init), synchronously. Each invocation is indexed as
-one batch by the library (validate, chunk, embed together, one upsert); Powertools' batch
+one batch by the library (validate, per-document limits, chunk, embed and write in waves
+within the invocation's remaining time and chunk budget); Powertools' batch
 processor then reports exactly the records that failed in ``batchItemFailures``, so SQS
 redelivers only those and parks repeat offenders in the DLQ.
 """
@@ -29,7 +30,12 @@ indexer.warm()
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Index the batch, then mark its failed records for redelivery."""
-    outcome = indexer.index([QueueRecord.from_sqs(record) for record in event.get("Records", [])])
+    # the invocation's time budget: records that cannot finish before the timeout are
+    # reported failed ("deferred") and only they are redelivered
+    outcome = indexer.index(
+        [QueueRecord.from_sqs(record) for record in event.get("Records", [])],
+        remaining=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
 
     def record_handler(record: SQSRecord) -> None:
         reason = outcome.failures.get(record.message_id)

@@ -20,11 +20,12 @@ recorded in the vector store so ``hflambda dlq list`` can show them.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -39,10 +40,12 @@ from hflambda.vectors.base import (
     DeleteOp,
     DocKey,
     FailureRecord,
+    Plan,
     UpsertOp,
     VectorSpace,
     VectorStore,
     WriteOp,
+    metadata_tags,
 )
 
 __all__ = [
@@ -54,7 +57,10 @@ __all__ = [
     "TextChunk",
     "TokenChunker",
     "TokenizedEmbedder",
+    "chunk_over_limits",
     "chunk_text",
+    "document_over_limits",
+    "embed_chunked",
     "embed_documents",
     "vector_space",
 ]
@@ -131,6 +137,10 @@ class TokenChunker:
         """Chunks of ``text``."""
         return chunk_text(text, self.tokenizer, window=self.window, overlap=self.overlap)
 
+    def tokens(self, text: str) -> int:
+        """Tokens of ``text`` (no special tokens), as chunking counts them."""
+        return sum(1 for o in self.tokenizer.encode(text, add_special_tokens=False).offsets if o[1] > o[0])
+
 
 # --- batches ----------------------------------------------------------------------------
 
@@ -173,6 +183,7 @@ class BatchOutcome:
     deleted: int = 0
     superseded: int = 0
     duplicates: int = 0
+    deferred: int = 0
     chunks: int = 0
     embed_ms: float = 0.0
     store_ms: float = 0.0
@@ -251,8 +262,16 @@ class Indexer:
             self._chunkers = {id(embedder.tokenizer): chunker}
         return chunker
 
-    def index(self, records: Sequence[QueueRecord]) -> BatchOutcome:
-        """Process one batch; every record is either acknowledged or in ``failures``."""
+    def index(self, records: Sequence[QueueRecord], *, remaining: Callable[[], float] | None = None) -> BatchOutcome:
+        """Process one batch; every record is either acknowledged or in ``failures``.
+
+        ``remaining()`` answers the seconds this invocation has left (the Lambda context's
+        remaining time); records that cannot be finished within it (minus
+        ``index_time_margin_seconds``), or beyond the memory budget of
+        ``index_batch_max_chunks`` chunks, are failed with a "deferred" reason so that SQS
+        redelivers only them. Small documents go first, so one user's large documents never
+        hold up other users' small ones.
+        """
         outcome = BatchOutcome()
         pending: list[_Pending] = []
         for record in records:
@@ -263,7 +282,7 @@ class Indexer:
                 continue
             pending.append(_Pending(record, message, _op(message, record.sent_ts)))
         if pending:
-            self._index_valid(pending, outcome)
+            self._index_valid(pending, outcome, remaining)
         self._report(records, outcome)
         return outcome
 
@@ -271,7 +290,7 @@ class Indexer:
         for item in items:
             outcome.failures[item.record.message_id] = reason
 
-    def _index_valid(self, pending: list[_Pending], outcome: BatchOutcome) -> None:
+    def _index_valid(self, pending: list[_Pending], outcome: BatchOutcome, remaining: Callable[[], float] | None) -> None:
         try:
             embedder = self.embedder()
         except HflambdaError as exc:
@@ -295,32 +314,101 @@ class Indexer:
         work = [item for key, item in newest.items() if key not in plan]
         if not work:
             return
-        work = self._embed(work, embedder, outcome)
-        if not work:
-            return
-        started = time.perf_counter()
-        try:
-            result = self.store.apply([item.op for item in work], space, plan)
-        except Exception as exc:
-            self._fail(outcome, work, f"vector store write failed: {type(exc).__name__}: {exc}")
-            return
-        finally:
-            outcome.store_ms += (time.perf_counter() - started) * 1000
-        outcome.written += len(result.written)
-        outcome.deleted += len(result.deleted)
-        outcome.superseded += len(result.superseded)
-        outcome.chunks += result.chunks_written
+        chunker = self._chunker(embedder)
+        planned: list[tuple[_Pending, list[TextChunk]]] = []
+        for item in work:
+            if isinstance(item.op, UpsertOp):
+                reason = document_over_limits(item.op.text, item.op.metadata, self.settings)
+                chunks: list[TextChunk] = []
+                if reason is None:
+                    chunks = chunker(item.op.text)
+                    tokens = chunker.tokens(item.op.text)
+                    reason = chunk_over_limits(tokens, len(chunks), self.settings)
+                if reason is not None:
+                    outcome.failures[item.record.message_id] = f"document too large: {reason}"
+                    continue
+                planned.append((item, chunks))
+            else:
+                planned.append((item, []))
+        # the smallest documents first (one user's large ones never hold up others' small
+        # ones), redeliveries first among equals
+        planned.sort(key=lambda pair: (len(pair[1]), -pair[0].record.receive_count))
+        admitted: list[tuple[_Pending, list[TextChunk]]] = []
+        total = 0
+        for item, chunks in planned:
+            if chunks and admitted and total + len(chunks) > self.settings.index_batch_max_chunks:
+                outcome.failures[item.record.message_id] = (
+                    f"deferred: this invocation's budget of {self.settings.index_batch_max_chunks} chunks is spent; redelivered"
+                )
+                outcome.deferred += 1
+                continue
+            total += len(chunks)
+            admitted.append((item, chunks))
+        self._write_waves(admitted, embedder, space, plan, outcome, remaining)
 
-    def _embed(self, work: list[_Pending], embedder: TokenizedEmbedder, outcome: BatchOutcome) -> list[_Pending]:
-        """Attach chunk vectors to the upserts; returns the items still to write."""
-        upserts = [item.op for item in work if isinstance(item.op, UpsertOp)]
-        if not upserts:
-            return work
+    def _write_waves(
+        self,
+        admitted: list[tuple[_Pending, list[TextChunk]]],
+        embedder: TokenizedEmbedder,
+        space: VectorSpace,
+        plan: Plan,
+        outcome: BatchOutcome,
+        remaining: Callable[[], float] | None,
+    ) -> None:
+        """Embed and write in waves of about ``max(index_embed_group, 256)`` chunks; before each
+        wave, the time it is expected to take (measured on the waves before) is checked
+        against the invocation's remaining time, and what cannot finish is deferred."""
+        wave_chunks = max(self.settings.index_embed_group, 256)
+        seconds_per_chunk = 0.0
+        store_seconds = 0.0
+        position = 0
+        while position < len(admitted):
+            wave: list[tuple[_Pending, list[TextChunk]]] = []
+            size = 0
+            while position < len(admitted) and (not wave or size + len(admitted[position][1]) <= wave_chunks):
+                wave.append(admitted[position])
+                size += len(admitted[position][1])
+                position += 1
+            if remaining is not None and outcome.written + outcome.deleted > 0:
+                needed = seconds_per_chunk * size + store_seconds + self.settings.index_time_margin_seconds
+                if remaining() < needed:
+                    rest = [item for item, _ in wave] + [item for item, _ in admitted[position:]]
+                    self._fail(outcome, rest, "deferred: not enough time left in this invocation; redelivered")
+                    outcome.deferred += len(rest)
+                    return
+            started = time.perf_counter()
+            items = self._embed_wave(wave, embedder, outcome)
+            embedded_at = time.perf_counter()
+            if size:
+                seconds_per_chunk = max(seconds_per_chunk, (embedded_at - started) / size)
+            if not items:
+                continue
+            try:
+                result = self.store.apply([item.op for item in items], space, plan)
+            except Exception as exc:
+                self._fail(outcome, items, f"vector store write failed: {type(exc).__name__}: {exc}")
+                continue
+            finally:
+                store_seconds = max(store_seconds, time.perf_counter() - embedded_at)
+                outcome.store_ms += (time.perf_counter() - embedded_at) * 1000
+            by_key = {item.op.key: item for item in items}
+            for key, reason in result.failed.items():
+                outcome.failures[by_key[key].record.message_id] = f"vector store refused the document: {reason}"
+            outcome.written += len(result.written)
+            outcome.deleted += len(result.deleted)
+            outcome.superseded += len(result.superseded)
+            outcome.chunks += result.chunks_written
+
+    def _embed_wave(
+        self, wave: list[tuple[_Pending, list[TextChunk]]], embedder: TokenizedEmbedder, outcome: BatchOutcome
+    ) -> list[_Pending]:
+        """Attach chunk vectors to the wave's upserts; returns the items still to write."""
+        upserts = [(cast(UpsertOp, item.op), chunks) for item, chunks in wave if isinstance(item.op, UpsertOp)]
         started = time.perf_counter()
-        embedded, failed = embed_documents(upserts, embedder, self._chunker(embedder), self.settings.index_embed_group)
+        embedded, failed = embed_chunked(upserts, embedder, self.settings.index_embed_group)
         outcome.embed_ms += (time.perf_counter() - started) * 1000
         ready = []
-        for item in work:
+        for item, _ in wave:
             if item.op.key in failed:
                 outcome.failures[item.record.message_id] = failed[item.op.key]
                 continue
@@ -385,7 +473,8 @@ class Indexer:
                 for message_id, reason in outcome.failures.items()
             )
         metrics.add_metric(name="IndexRecords", unit=MetricUnit.Count, value=len(records))
-        metrics.add_metric(name="IndexFailedRecords", unit=MetricUnit.Count, value=len(outcome.failures))
+        metrics.add_metric(name="IndexFailedRecords", unit=MetricUnit.Count, value=len(outcome.failures) - outcome.deferred)
+        metrics.add_metric(name="IndexDeferredRecords", unit=MetricUnit.Count, value=outcome.deferred)
         metrics.add_metric(name="IndexChunksWritten", unit=MetricUnit.Count, value=outcome.chunks)
         metrics.add_metric(name="IndexEmbedMs", unit=MetricUnit.Milliseconds, value=outcome.embed_ms)
         metrics.add_metric(name="IndexStoreMs", unit=MetricUnit.Milliseconds, value=outcome.store_ms)
@@ -394,21 +483,28 @@ class Indexer:
 def embed_documents(
     ops: Sequence[UpsertOp], embedder: Embedder, chunker: TokenChunker, group: int
 ) -> tuple[dict[DocKey, UpsertOp], dict[DocKey, str]]:
-    """Chunk and embed upserts: all chunks together in groups of ``group``.
+    """Chunk and embed upserts (see ``embed_chunked``)."""
+    return embed_chunked([(op, chunker(op.text)) for op in ops], embedder, group)
+
+
+def embed_chunked(
+    planned: Sequence[tuple[UpsertOp, list[TextChunk]]], embedder: Embedder, group: int
+) -> tuple[dict[DocKey, UpsertOp], dict[DocKey, str]]:
+    """Embed chunked upserts: all chunks together in groups of ``group``.
 
     Returns the upserts with their chunks attached, and the documents that could not be
     embedded with the reason (when a group fails, its documents are retried one by one so
     one bad document does not fail the others).
     """
-    planned = [(op, chunker(op.text)) for op in ops]
     texts = [c.text for _, chunks in planned for c in chunks]
     group = max(1, group)
-    vectors: np.ndarray | None
-    try:
-        vectors = np.concatenate([embedder.embed(texts[i : i + group], truncate=True) for i in range(0, len(texts), group)])
-    except Exception as exc:
-        logger.warning("batch embedding failed; embedding documents one by one", extra={"error": str(exc)})
-        vectors = None
+    vectors: np.ndarray | None = None
+    if texts:
+        try:
+            vectors = np.concatenate([embedder.embed(texts[i : i + group], truncate=True) for i in range(0, len(texts), group)])
+        except Exception as exc:
+            logger.warning("batch embedding failed; embedding documents one by one", extra={"error": str(exc)})
+            vectors = None
     embedded: dict[DocKey, UpsertOp] = {}
     failed: dict[DocKey, str] = {}
     position = 0
@@ -430,6 +526,31 @@ def embed_documents(
             ),
         )
     return embedded, failed
+
+
+def document_over_limits(text: str, metadata: Mapping[str, Any], settings: Settings) -> str | None:
+    """Why a document breaks the per-document size limits (text, metadata, filter terms), or None."""
+    if len(text) > settings.document_max_chars:
+        return f"text has {len(text)} characters; the limit is {settings.document_max_chars} (HFLAMBDA_DOCUMENT_MAX_CHARS)"
+    meta_bytes = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+    if meta_bytes > settings.document_max_metadata_bytes:
+        return f"metadata is {meta_bytes} bytes; the limit is {settings.document_max_metadata_bytes} (HFLAMBDA_DOCUMENT_MAX_METADATA_BYTES)"
+    filter_bytes = sum(len(t.encode("utf-8")) for t in metadata_tags(metadata))
+    if filter_bytes > settings.document_max_filter_bytes:
+        return (
+            f"the filterable metadata (scalars and lists of scalars) is {filter_bytes} bytes; "
+            f"the limit is {settings.document_max_filter_bytes} (HFLAMBDA_DOCUMENT_MAX_FILTER_BYTES)"
+        )
+    return None
+
+
+def chunk_over_limits(tokens: int, chunks: int, settings: Settings) -> str | None:
+    """Why a tokenized document breaks the token or chunk limits, or None."""
+    if tokens > settings.document_max_tokens:
+        return f"text has {tokens} tokens; the limit is {settings.document_max_tokens} (HFLAMBDA_DOCUMENT_MAX_TOKENS)"
+    if chunks > settings.document_max_chunks:
+        return f"text makes {chunks} chunks; the limit is {settings.document_max_chunks} (HFLAMBDA_DOCUMENT_MAX_CHUNKS)"
+    return None
 
 
 def _op(message: UpsertMessage | DeleteMessage, sent_ts: int) -> WriteOp:
