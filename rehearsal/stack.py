@@ -49,6 +49,7 @@ from rehearsal.template import (
     Route,
     Trigger,
     api_spec,
+    asset_function,
     async_invoke_configs,
     event_source_specs,
     function_specs,
@@ -206,6 +207,11 @@ class Rehearsal:
     def start(self) -> dict[str, Any]:
         cfg = self.config
         assembly = Assembly(cfg.cdk_out)
+        if cfg.runtime == "containers":
+            from containers.images import ensure_images
+
+            self.say("building the function images (Docker's layer cache makes an unchanged one a no-op) ...")
+            ensure_images(sorted({asset_function(a) or "" for a in assembly.assets.values()} - {""}))
         if cfg.reset and self.store_root.exists():
             shutil.rmtree(self.store_root)
         self.store_root.mkdir(parents=True, exist_ok=True)
@@ -360,7 +366,7 @@ class Rehearsal:
         if self.config.runtime == "process":
             paths = {m.local_mount_path: str(self.store_root / m.root_path.strip("/")) for m in spec.mounts}
             return ProcessInstance(spec, env, log, paths).start()
-        from rehearsal.containers import start_container
+        from rehearsal.runner import start_container
 
         return start_container(spec, env, store_root=self.store_root, log=log, number=number)
 

@@ -410,7 +410,7 @@ def _access_point(resolver: Resolver, arn: str) -> tuple[Stack, str, dict[str, A
     raise TemplateError(f"no AWS::EFS::AccessPoint in the assembly matches {arn}")
 
 
-def _asset_function(asset: dict[str, Any]) -> str | None:
+def asset_function(asset: dict[str, Any]) -> str | None:
     """The function an image asset builds: its FUNCTION build argument (one shared Dockerfile)
     or its ``functions/<name>/Dockerfile``."""
     source = asset.get("source") or {}
@@ -436,7 +436,7 @@ def function_specs(resolver: Resolver) -> dict[str, FunctionSpec]:
         asset = resolver.assembly.assets.get(digest)
         if asset is None:
             raise TemplateError(f"{stack.name}/{logical}: image {image_uri} is not an asset of this assembly")
-        function = _asset_function(asset)
+        function = asset_function(asset)
         if function is None:
             raise TemplateError(f"{stack.name}/{logical}: cannot tell which function image {digest} is (asset {asset['source']})")
         role_ref = raw.get("Role", {}).get("Fn::GetAtt", [None])[0]

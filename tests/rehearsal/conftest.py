@@ -54,10 +54,8 @@ def assembly() -> Path:
 @pytest.fixture(scope="session")
 def rehearsal(assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The stack with the three real images, warmed by its after-deploy trigger."""
-    from containers.images import ensure_images
     from rehearsal.stack import Rehearsal, RehearsalConfig
 
-    ensure_images()
     lines: list[str] = []
     config = RehearsalConfig(cdk_out=assembly, state=tmp_path_factory.mktemp("rehearsal"), runtime="containers")
     stack = Rehearsal(config, say=lines.append)
