@@ -94,6 +94,25 @@ def test_documents_errors(api: tuple[TestClient, DevIssuer]) -> None:
     assert response.status_code == 413 and response.json()["error"]["param"] == "documents"
     huge = client.post("/v1/documents", json={"documents": [{"id": "big", "text": "word " * 60_000}]}, headers=alice)
     assert huge.status_code == 413 and huge.json()["error"]["param"] == "documents[0]"
+    # issue 13's abusive request: three 250,000-character documents
+    abusive = {"documents": [{"id": f"a{i}", "text": "lorem ipsum " * 20_834} for i in range(3)]}
+    refused = client.post("/v1/documents", json=abusive, headers=alice)
+    assert refused.status_code == 413 and "HFLAMBDA_DOCUMENT_MAX_CHARS" in refused.json()["error"]["message"]
+    tokens = client.post("/v1/documents", json={"documents": [{"id": "t", "text": "a b " * 13_000}]}, headers=alice)
+    assert tokens.status_code == 413 and "tokens" in tokens.json()["error"]["message"]
+    meta = client.post("/v1/documents", json={"documents": [{"id": "m", "text": "x", "metadata": {"k": "v" * 5000}}]}, headers=alice)
+    assert meta.status_code == 413 and meta.json()["error"]["param"] == "documents[0]"
+    for bad_id in ("a/b", "..", "."):
+        slash = client.post("/v1/documents", json={"documents": [{"id": "ok", "text": "x"}, {"id": bad_id, "text": "x"}]}, headers=alice)
+        assert slash.status_code == 400 and slash.json()["error"]["param"] == "documents[1].id", bad_id
+    # an id with '/' stored before the rule can still be erased: the rest of the path is the id
+    legacy = client.delete("/v1/documents/folder/old%20note", headers=alice)
+    assert legacy.status_code == 202 and legacy.json()["documents"][0]["id"] == "folder/old note"
+    for flt in ({"kind": []}, {"kind": {"$gt": 1}}):
+        answer = client.post("/v1/search", json={"query": "x", "filter": flt}, headers=alice)
+        assert answer.status_code in (400, 422) and answer.status_code != 502, answer.text
+    empty_list = client.post("/v1/search", json={"query": "x", "filter": {"kind": []}}, headers=alice)
+    assert empty_list.status_code == 400 and empty_list.json()["error"]["param"] == "filter.kind"
     empty = client.post("/v1/documents", json={"documents": [{"id": "e", "text": "   "}]}, headers=alice)
     assert empty.status_code == 422
     assert client.post("/v1/documents", json={"documents": [{"id": "a", "text": "b"}]}).status_code == 401
