@@ -21,10 +21,12 @@ DOCUMENTS = [
     {"id": "sqs-dlq", "text": "Poison messages are parked in a dead-letter queue where operators can inspect and redrive them.", "metadata": {"topic": "indexing"}},
     {"id": "jwt", "text": "Tokens are verified against the issuer's JWKS; unverified claims are never trusted.", "metadata": {"topic": "auth"}},
 ]
+# the local profile's models are real (README "Development models"): the demo checks meaning, not only shape
+REVIEWS = {"I love this, it is wonderful!": "positive", "This is awful, it broke on the first day.": "negative"}
 ANSWER_SCHEMA = {
     "type": "object",
-    "properties": {"topic": {"type": "string", "enum": ["serving", "warmup", "indexing", "auth"]}, "urgent": {"type": "boolean"}},
-    "required": ["topic", "urgent"],
+    "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
+    "required": ["sentiment"],
     "additionalProperties": False,
 }
 
@@ -85,23 +87,38 @@ class Demo:
         return f"bob sees only {ids}"
 
     def classify(self) -> str:
-        body = self.ok(self.call("POST", "/v1/models/classify/predict", json={"inputs": ["I love this", "this is awful"], "top_k": 1}))
-        return ", ".join(f"{p[0]['label']} {p[0]['score']:.2f}" for p in body["predictions"]) + f" (revision {body['revision'][:12]})"
+        body = self.ok(self.call("POST", "/v1/models/classify/predict", json={"inputs": list(REVIEWS), "top_k": 1}))
+        labels = [p[0]["label"] for p in body["predictions"]]
+        if labels != list(REVIEWS.values()):
+            raise RuntimeError(f"expected {list(REVIEWS.values())}, got {labels}")
+        return ", ".join(f"{text!r}: {p[0]['label']} {p[0]['score']:.2f}" for text, p in zip(REVIEWS, body["predictions"], strict=True)) + f" (revision {body['revision'][:24]})"
 
     def embed(self) -> str:
         body = self.ok(self.call("POST", "/v1/embeddings", json={"input": ["hello", "world"], "model": "embed"}))
         return f"{len(body['data'])} vectors of {len(body['data'][0]['embedding'])} dims, {body['usage']['prompt_tokens']} tokens"
 
-    def generate(self) -> str:
-        request = {
-            "model": "chat",
-            "messages": [{"role": "user", "content": "Which topic is 'the DLQ keeps growing'? Answer as JSON."}],
-            "max_tokens": 64,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "triage", "schema": ANSWER_SCHEMA, "strict": True}},
-        }
+    def chat(self) -> str:
+        request = {"model": "chat", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 128, "temperature": 0}
         body = self.ok(self.call("POST", "/v1/chat/completions", json=request))
-        content = body["choices"][0]["message"]["content"]
-        return f"{body['model']}: {json.loads(content)} ({body['usage']['completion_tokens']} tokens)"
+        choice = body["choices"][0]
+        return f"{body['model']}: {choice['message']['content'][:160]!r} (finish {choice['finish_reason']}, {body['usage']['completion_tokens']} tokens)"
+
+    def generate(self) -> str:
+        answers = []
+        for review, expected in REVIEWS.items():
+            request = {
+                "model": "chat",
+                "messages": [{"role": "user", "content": f"Is the review {review!r} positive or negative? Answer in JSON."}],
+                "max_tokens": 32,
+                "temperature": 0,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "review", "schema": ANSWER_SCHEMA, "strict": True}},
+            }
+            body = self.ok(self.call("POST", "/v1/chat/completions", json=request))
+            answer = json.loads(body["choices"][0]["message"]["content"])
+            if answer != {"sentiment": expected}:
+                raise RuntimeError(f"{review!r}: expected {expected}, got {answer}")
+            answers.append(str(answer))
+        return f"{body['model']}: {', '.join(answers)}"
 
     def delete(self) -> str:
         self.ok(self.call("DELETE", "/v1/documents/jwt"), 202)
@@ -160,6 +177,7 @@ def demo(
         ("isolation (bob)", run.isolation),
         ("classify", run.classify),
         ("embed", run.embed),
+        ("chat", run.chat),
         ("generate JSON", run.generate),
         ("delete document", run.delete),
     ]:
