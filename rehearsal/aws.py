@@ -49,10 +49,17 @@ class Moto:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Moto:
-        server_class = _server_class()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = server_class(ip_address=self.host, port=self.port, verbose=False)
-        self.server.start()
+        """moto with S3 Vectors' QueryVectors (the project's fake, ``hflambda.s3vectors_fake``)."""
+        try:
+            from hflambda.s3vectors_fake import start_server
+        except ImportError:  # before the fake exists: plain moto (S3 Vectors without queries)
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+            self.server.start()
+            return self
+        self.server, _url = start_server(self.host, self.port)
         return self
 
     def stop(self) -> None:
@@ -62,18 +69,6 @@ class Moto:
 
     def client(self, service: str) -> Any:
         return client(service, self.url)
-
-
-def _server_class() -> Any:
-    """moto's threaded server, or the project's one with S3 Vectors QueryVectors when it exists."""
-    try:  # the vectors fake (issue 13) extends moto with QueryVectors
-        from tests.fakes.s3vectors import ThreadedS3VectorsMotoServer  # type: ignore[import-not-found]
-
-        return ThreadedS3VectorsMotoServer
-    except ImportError:
-        from moto.server import ThreadedMotoServer
-
-        return ThreadedMotoServer
 
 
 def client(service: str, endpoint: str) -> Any:
