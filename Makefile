@@ -35,8 +35,8 @@ test: install lint
 	$(PY) -m pytest -q --durations=15
 
 lint: install
-	$(VENV)/bin/ruff check layers functions tests cdk bench
-	$(VENV)/bin/mypy layers/hflambda functions
+	$(VENV)/bin/ruff check layers functions tests cdk bench containers
+	$(VENV)/bin/mypy layers/hflambda functions containers
 
 unit: install
 	$(PY) -m pytest -q tests/unit
@@ -51,7 +51,7 @@ clean:
 # jsii reads the end-of-life silencer as a list of node majors.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 
-.PHONY: synth image-check requirements requirements-check cdk-cli
+.PHONY: synth requirements requirements-check cdk-cli
 
 ## make synth: synthesize every stack (default context + the other NAT modes / arm64), run
 ## cdk-nag (AwsSolutions) and cfn-lint; fails on any unacknowledged finding or lint error.
@@ -59,11 +59,25 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 synth: install
 	$(PY) -m cdk.check
 
-## make image-check: pip install --target each function's requirement set into build/<fn>/,
-## smoke-run its handler with python -I -S on a warmed local store, report sizes
-## (build/image-check.json).
-image-check: install
-	$(PY) scripts/image_check.py
+# --- images (issue 11) ------------------------------------------------------------------
+.PHONY: wheelhouse images image-test
+
+## make wheelhouse: pip download the pinned image sets (requirements/{serve,warmup}.txt) on the
+## host into build/wheelhouse/<arch>/<set>/ (PyPI; torch's +cpu build from the PyTorch CPU index).
+wheelhouse: install
+	$(PY) -m containers.wheelhouse
+
+## make images: hflambda/{predict,index,warmup}:dev from functions/Dockerfile with a real Docker
+## engine (started when none runs), offline from the wheelhouse, on the base (containers/base.py).
+images: install
+	$(PY) -m containers.images
+
+## make image-test: the images tier (tests/images): each image under the real Lambda RIE with
+## Lambda's constraints (read-only root, tmpfs /tmp, memory, non-root, store mounts, moto only).
+image-test: install
+	$(PY) -m containers.engine
+	$(PY) -m containers.images
+	$(PY) -m pytest -q tests/images --durations=10
 
 ## make requirements: regenerate requirements/{serve,warmup}.txt from pyproject.toml extras.
 requirements: install
