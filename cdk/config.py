@@ -51,6 +51,9 @@ class DeployConfig:
     index_batching_window_s: int = 2
     index_max_concurrency: int = 5
     index_max_receive_count: int = 5
+    # the S3 Vectors index dimension: the default embedding model's vector size (MiniLM: 384);
+    # a model with another size needs a new index (dimension is fixed at creation)
+    vector_dimensions: int = 384
     # 3008 MB: the most a new account's Lambda quota allows; more needs a quota increase
     warmup_memory_mb: int = 3008
     warmup_reserved_concurrency: int = 0  # 0: none (a new account can reserve nothing)
@@ -132,6 +135,8 @@ class DeployConfig:
             problems.append(
                 f"architecture must be one of {get_args(ArchitectureName)}, got {self.architecture!r}"
             )
+        if not 1 <= self.vector_dimensions <= 4096:
+            problems.append(f"vector_dimensions must be 1-4096 (S3 Vectors), got {self.vector_dimensions}")
         if not self.auth_issuer.startswith("https://"):
             problems.append(f"auth_issuer must be an https URL, got {self.auth_issuer!r}")
         if not self.auth_audience:

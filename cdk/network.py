@@ -103,8 +103,10 @@ class NetworkStack(Stack):
             subnet_group_name=EGRESS_SUBNETS if egress else SERVING_SUBNETS
         )
 
-        # S3 (vectors, model mirror) through the free gateway endpoint, on every route table.
+        # S3 (model mirror) and DynamoDB (the vector catalogue) through the free gateway
+        # endpoints, on every route table.
         self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+        self.vpc.add_gateway_endpoint("DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
         # SQS (predict enqueues documents) and Secrets Manager (warmup's HF token), private DNS,
         # HTTPS from inside the VPC only (a literal CIDR, so the rule is checkable at synth).
         endpoints_sg = ec2.SecurityGroup(
@@ -118,6 +120,7 @@ class NetworkStack(Stack):
         for name, service in (
             ("Sqs", ec2.InterfaceVpcEndpointAwsService.SQS),
             ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
+            ("S3Vectors", ec2.InterfaceVpcEndpointAwsService.S3_VECTORS),  # search and index
         ):
             self.vpc.add_interface_endpoint(
                 name,

@@ -2,11 +2,11 @@
 
 Read this file to know who may touch what:
 
-| function | model store (EFS) | vectors bucket | index queue | HF token secret | internet |
-|----------|-------------------|----------------|-------------|-----------------|----------|
-| predict  | ClientMount (read-only) | read | send | no | no |
-| index    | ClientMount (read-only) | read/write | consume (event source) | no | no |
-| warmup   | ClientMount + ClientWrite | read/write (scheduled maintenance) | no | read | Hub via NAT (unless nat_mode=none) |
+| function | model store (EFS) | vector index + catalogue | index queue | HF token secret | internet |
+|----------|-------------------|--------------------------|-------------|-----------------|----------|
+| predict  | ClientMount (read-only) | query / read items | send | no | no |
+| index    | ClientMount (read-only) | put, delete / conditional updates | consume (event source) | no | no |
+| warmup   | ClientMount + ClientWrite | delete garbage / scan (scheduled maintenance) | no | read | Hub via NAT (unless nat_mode=none) |
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cdk import nag
 from cdk.config import DeployConfig
 from cdk.model_function import IMAGE_REGISTRY_PATH, FunctionSizing, ModelFunction, StoreMount
 from cdk.predict_api import PredictApi
-from cdk.storage import MODEL_STORE_MOUNT, VECTORS_PREFIX, StorageStack
+from cdk.storage import MODEL_STORE_MOUNT, StorageStack
 from hflambda.settings import env_name
 
 METRICS_NAMESPACE = "hflambda"
@@ -45,49 +45,39 @@ def powertools_env(service: str, *, tracing: bool) -> dict[str, str]:
 
 
 class VectorsAccess:
-    """Least-privilege access to the LanceDB prefix of the vectors bucket.
+    """Least-privilege access to the vector index (S3 Vectors) and the catalogue (DynamoDB).
 
-    LanceDB (object_store) reads with GET/HEAD and LIST, writes with PUT (multipart uploads
-    included) and DELETE, and aborts multipart uploads it gives up on; nothing else.
+    predict searches (QueryVectors; GetVectors too, which S3 Vectors requires for a query
+    with a filter or returned metadata) and reads catalogue items; index writes and deletes
+    vectors and updates items (conditional writes) and failure records; warmup's scheduled
+    maintenance scans the catalogue and deletes garbage vectors. Each on the one index and
+    the one table.
     """
 
     def __init__(self, storage: StorageStack) -> None:
-        self.bucket_arn = storage.vectors_arn  # imported: the bucket has no fixed name
-        self.objects_arn = f"{self.bucket_arn}/{VECTORS_PREFIX}/*"
-        # The same ARN as cdk-nag prints it (an import by its export name).
-        self._nag_objects = f"{storage.vectors_arn_export}/{VECTORS_PREFIX}/*"
+        self.index_arn = storage.vector_index_arn
+        self.table = storage.catalogue
 
-    def _list(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[self.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [VECTORS_PREFIX, f"{VECTORS_PREFIX}/*"]}},
+    def _grant(self, function: lambda_.IFunction, vectors: list[str], items: list[str]) -> None:
+        function.add_to_role_policy(iam.PolicyStatement(actions=[f"s3vectors:{a}" for a in vectors], resources=[self.index_arn]))
+        self.table.grant(function, *(f"dynamodb:{a}" for a in items))
+
+    def allow_search(self, function: lambda_.IFunction) -> None:
+        self._grant(function, ["QueryVectors", "GetVectors"], ["GetItem", "BatchGetItem"])
+
+    def allow_index(self, function: lambda_.IFunction) -> None:
+        self._grant(
+            function,
+            ["PutVectors", "GetVectors", "DeleteVectors"],
+            ["GetItem", "BatchGetItem", "UpdateItem", "BatchWriteItem", "Query"],
         )
 
-    def _acknowledge(self, function: lambda_.IFunction) -> None:
-        nag.acknowledge(
-            function.role or function,
-            f"AwsSolutions-IAM5[Resource::{self._nag_objects}]",
-            "LanceDB stores each table as many objects under the vectors/ prefix; the grant is "
-            "limited to that prefix of the one vectors bucket.",
-        )
+    def allow_maintenance(self, function: lambda_.IFunction) -> None:
+        self._grant(function, ["DeleteVectors"], ["Scan", "GetItem", "BatchGetItem", "UpdateItem"])
 
-    def allow_read(self, function: lambda_.IFunction) -> None:
-        function.add_to_role_policy(self._list())
-        function.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.objects_arn])
-        )
-        self._acknowledge(function)
-
-    def allow_read_write(self, function: lambda_.IFunction) -> None:
-        function.add_to_role_policy(self._list())
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                resources=[self.objects_arn],
-            )
-        )
-        self._acknowledge(function)
+    def environment(self) -> dict[str, str]:
+        """The settings that select the aws vector backend and name its index and table."""
+        return settings_env(vector_backend="aws", vector_index=self.index_arn, vector_table=self.table.table_name)
 
 
 class ServiceStack(Stack):
@@ -106,7 +96,8 @@ class ServiceStack(Stack):
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
-        common = settings_env(model_store=MODEL_STORE_MOUNT, registry=IMAGE_REGISTRY_PATH, profile="aws")
+        vectors = VectorsAccess(storage)
+        common = settings_env(model_store=MODEL_STORE_MOUNT, registry=IMAGE_REGISTRY_PATH, profile="aws") | vectors.environment()
         store = StoreMount(vpc=vpc, file_system=storage.file_system, access_point=storage.access_point)
 
         # --- predict ------------------------------------------------------------------------
@@ -130,7 +121,6 @@ class ServiceStack(Stack):
             | auth
             | settings_env(
                 index_queue_url=storage.index_queue.queue_url,
-                vector_uri=storage.vector_uri,
                 predict_memory_mb=str(config.predict_memory_mb),
                 # a chat completion's fallback chain must finish before the function times out
                 chat_budget_seconds=str(max(1, config.predict_timeout_s - 2)),
@@ -160,7 +150,7 @@ class ServiceStack(Stack):
             sizing=FunctionSizing(
                 memory_mb=config.index_memory_mb, timeout=Duration.seconds(config.index_timeout_s)
             ),
-            environment=common | settings_env(vector_uri=storage.vector_uri) | powertools_env("index", tracing=config.tracing),
+            environment=common | powertools_env("index", tracing=config.tracing),
             subnets=serving_subnets,
             writable_store=False,
             store=store,
@@ -181,7 +171,9 @@ class ServiceStack(Stack):
         # warmup also runs the scheduled vector-store maintenance (compaction, ANN index)
         warmup_env = (
             common
-            | settings_env(hf_token_secret=token_secret, vector_uri=storage.vector_uri)
+            | settings_env(hf_token_secret=token_secret)
+            # warmup holds derived model memory estimates to the predict function's budget
+            | settings_env(predict_memory_mb=str(config.predict_memory_mb))
             | powertools_env("warmup", tracing=config.tracing)
         )
         if config.hf_endpoint:
@@ -246,10 +238,9 @@ class ServiceStack(Stack):
 
         # --- grants: the whole access matrix (see the module docstring) ----------------------
         storage.index_queue.grant_send_messages(self.predict)
-        vectors = VectorsAccess(storage)
-        vectors.allow_read(self.predict)
-        vectors.allow_read_write(self.index)
-        vectors.allow_read_write(self.warmup)  # scheduled maintenance
+        vectors.allow_search(self.predict)
+        vectors.allow_index(self.index)
+        vectors.allow_maintenance(self.warmup)  # scheduled maintenance (garbage vector sets)
         storage.hf_token.grant_read(self.warmup)
         if config.model_mirror_bucket:
             mirror_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_mirror_bucket}"

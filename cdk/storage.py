@@ -1,4 +1,4 @@
-"""Storage: the model store (EFS), the vectors bucket, the index queue and the HF token secret.
+"""Storage: the model store (EFS), the vector index + catalogue, the index queue and the HF token secret.
 
 Nothing here grants a function anything: ``cdk.service`` composes functions with these
 resources and makes every grant in one place. The EFS file-system policy is the exception
@@ -9,22 +9,23 @@ that reaches a mount target read *and write*, whatever its IAM role says.
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, SecretValue, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3vectors as s3vectors
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk import nag
 from cdk.config import DeployConfig
+from hflambda.vectors.aws import NON_FILTERABLE_KEYS
 
 MODEL_STORE_MOUNT = "/mnt/models"  # Lambda requires mounts under /mnt
 STORE_UID = "1001"  # the fixed POSIX identity every function uses on the access point
 STORE_GID = "1001"
 TOKEN_PLACEHOLDER = "unset"  # not an HF token shape: warmup fails loudly, naming the secret
-VECTORS_PREFIX = "vectors"  # LanceDB root inside the vectors bucket
 
 
 class StorageStack(Stack):
@@ -77,42 +78,41 @@ class StorageStack(Stack):
             )
         )
 
-        # --- vectors bucket -------------------------------------------------------------
-        self.access_logs = s3.Bucket(
+        # --- vectors: S3 Vectors index (chunk vectors) + DynamoDB catalogue -------------------
+        # No physical names: both are retained (users' documents), so a fixed name would make
+        # the next deploy after `cdk destroy` fail on its namesake. The functions get the
+        # index ARN and the table name. See hflambda.vectors.aws for the data layout.
+        self.vector_bucket = s3vectors.CfnVectorBucket(
+            self, "VectorBucket", encryption_configuration={"sseType": "AES256"}
+        )
+        self.vector_bucket.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.vector_index = s3vectors.CfnIndex(
             self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,  # logs delivered via bucket policy
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            "VectorIndex",
+            vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
+            data_type="float32",
+            dimension=config.vector_dimensions,
+            distance_metric="cosine",
+            # chunk text, offsets, document id and version are returned, never filtered on
+            metadata_configuration=s3vectors.CfnIndex.MetadataConfigurationProperty(
+                non_filterable_metadata_keys=list(NON_FILTERABLE_KEYS)
+            ),
+        )
+        self.vector_index.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.catalogue = dynamodb.Table(
+            self,
+            "Catalogue",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute="expires_at",  # failure records expire after 14 days
             removal_policy=RemovalPolicy.RETAIN,
         )
-        nag.acknowledge(
-            self.access_logs,
-            "AwsSolutions-S1",
-            "This bucket is the server-access-log destination of the vectors bucket; logging "
-            "a log bucket into itself would loop and S3 does not allow a log chain to end.",
-        )
-        self.vectors = s3.Bucket(
-            self,
-            "Vectors",
-            # no bucket_name: the bucket is retained, so a fixed name would make the next
-            # deploy after `cdk destroy` fail on it (CloudFormation names it instead)
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            # LanceDB keeps its own table versions; S3 versioning would only pile up copies.
-            versioned=False,
-            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="vectors/",
-            removal_policy=RemovalPolicy.RETAIN,  # users' indexed documents: never auto-deleted
-        )
-        self.vector_uri = f"s3://{self.vectors.bucket_name}/{VECTORS_PREFIX}"
-        # The ARN the service stack grants on, under an export name of ours (cdk-nag ids name it).
-        self.vectors_arn_export = f"{self.stack_name}-VectorsBucketArn"
-        self.vectors_arn = self.export_value(self.vectors.bucket_arn, name=self.vectors_arn_export)
+        self.vector_index_arn = self.vector_index.attr_index_arn
 
         # --- index queue ----------------------------------------------------------------
         self.dead_letters = sqs.Queue(
@@ -163,7 +163,8 @@ class StorageStack(Stack):
             self.hf_token = secret
 
         CfnOutput(self, "ModelStoreId", value=self.file_system.file_system_id)
-        CfnOutput(self, "VectorsBucket", value=self.vectors.bucket_name)
+        CfnOutput(self, "VectorIndexArn", value=self.vector_index.attr_index_arn)
+        CfnOutput(self, "CatalogueTable", value=self.catalogue.table_name)
         CfnOutput(self, "IndexQueueUrl", value=self.index_queue.queue_url)
         CfnOutput(self, "IndexDeadLetterQueueUrl", value=self.dead_letters.queue_url)
         CfnOutput(self, "HfTokenSecret", value=config.hf_token_secret_name or self.hf_token.secret_arn)

@@ -93,7 +93,9 @@ class Settings(BaseSettings):
         ".hflambda/vectors", description="LanceDB folder of the local vector backend."
     )
     vector_bucket: str | None = Field(None, description="S3 Vectors bucket name (aws vector backend).")
-    vector_index: str | None = Field(None, description="S3 Vectors index name in that bucket (aws vector backend).")
+    vector_index: str | None = Field(
+        None, description="S3 Vectors index: its ARN, or its name in HFLAMBDA_VECTOR_BUCKET (aws vector backend)."
+    )
     vector_table: str | None = Field(
         None, description="DynamoDB table of the document catalogue and failure records (aws vector backend)."
     )

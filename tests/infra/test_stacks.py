@@ -370,45 +370,44 @@ def test_no_retained_resource_has_a_fixed_name(variant: str, request: pytest.Fix
         assert not fixed, f"{where} ({res['Type']}) is retained and names itself {fixed}"
 
 
-# --- vectors bucket -----------------------------------------------------------------------
+# --- vectors: S3 Vectors index + DynamoDB catalogue -----------------------------------------
 
 
-def test_vectors_bucket_is_encrypted_private_ssl_only_and_unversioned(synthesized: Synthesized) -> None:
+def test_vector_index_and_catalogue_are_retained_encrypted_and_as_the_code_expects(synthesized: Synthesized) -> None:
+    from hflambda.vectors.aws import NON_FILTERABLE_KEYS
+
     storage = synthesized.stack("Storage")
-    buckets = {
-        k: v["Properties"]
-        for k, v in resources(storage, "AWS::S3::Bucket").items()
-        if k.startswith("Vectors")
-    }
-    ((bucket_id, bucket),) = buckets.items()
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert bucket["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True,
-        "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True,
-        "RestrictPublicBuckets": True,
-    }
-    assert bucket.get("VersioningConfiguration", {}).get("Status") != "Enabled"
-    policies = [
-        p["Properties"]["PolicyDocument"]
-        for p in resources(storage, "AWS::S3::BucketPolicy").values()
-        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
-    ]
-    assert any(
-        s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
-        for doc in policies
-        for s in doc["Statement"]
-    )
+    (bucket,) = resources(storage, "AWS::S3Vectors::VectorBucket").values()
+    assert bucket["DeletionPolicy"] == "Retain" and bucket["Properties"]["EncryptionConfiguration"]["SseType"] == "AES256"
+    (index,) = resources(storage, "AWS::S3Vectors::Index").values()
+    props = index["Properties"]
+    assert index["DeletionPolicy"] == "Retain"
+    assert (props["DataType"], props["Dimension"], props["DistanceMetric"]) == ("float32", 384, "cosine")
+    assert props["MetadataConfiguration"]["NonFilterableMetadataKeys"] == NON_FILTERABLE_KEYS
+    assert not resources(storage, "AWS::S3::Bucket"), "LanceDB's S3 bucket is gone"
+    (table,) = resources(storage, "AWS::DynamoDB::Table").values()
+    props = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain" and props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
 
 
-def test_vector_grants_are_read_for_predict_and_read_write_for_index_and_maintenance(synthesized: Synthesized) -> None:
+def test_vector_grants_are_least_privilege_per_function(synthesized: Synthesized) -> None:
     predict = actions(role_statements(synthesized, "predict"))
     index = actions(role_statements(synthesized, "index"))
     warmup = actions(role_statements(synthesized, "warmup"))
-    assert {"s3:GetObject", "s3:ListBucket"} <= predict and "s3:PutObject" not in predict
-    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= index
-    # warmup runs the scheduled vector maintenance; with no mirror configured that is its only S3
-    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= warmup
+    assert {"s3vectors:QueryVectors", "s3vectors:GetVectors", "dynamodb:BatchGetItem"} <= predict
+    assert not {a for a in predict if a in ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "dynamodb:UpdateItem", "dynamodb:Scan")}
+    assert {"s3vectors:PutVectors", "s3vectors:DeleteVectors", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"} <= index
+    assert "s3vectors:QueryVectors" not in index and "dynamodb:Scan" not in index
+    assert {"s3vectors:DeleteVectors", "dynamodb:Scan", "dynamodb:UpdateItem"} <= warmup and "s3vectors:PutVectors" not in warmup
+    assert not any(a.startswith("s3:") and a != "s3:GetObject" for a in predict | index)  # no LanceDB bucket grants
+    for name in ("predict", "index", "warmup"):
+        _, fn = function(synthesized, name)
+        env = fn["Environment"]["Variables"]
+        assert env["HFLAMBDA_VECTOR_BACKEND"] == "aws" and "HFLAMBDA_VECTOR_INDEX" in env and "HFLAMBDA_VECTOR_TABLE" in env
+        assert "HFLAMBDA_VECTOR_URI" not in env
 
 
 # --- network ------------------------------------------------------------------------------
@@ -424,6 +423,7 @@ def test_serving_subnets_have_no_route_out_and_endpoints_exist(synthesized: Synt
     endpoints = [e["Properties"] for e in resources(network, "AWS::EC2::VPCEndpoint").values()]
     names = json.dumps([e["ServiceName"] for e in endpoints])
     assert ".s3" in names and "sqs" in names and "secretsmanager" in names
+    assert "dynamodb" in names and "s3vectors" in names  # the vector catalogue and index
     _, predict = function(synthesized, "predict")
     _, warmup = function(synthesized, "warmup")
     assert "serving" in json.dumps(predict["VpcConfig"]["SubnetIds"])
@@ -505,7 +505,11 @@ def test_function_environment_comes_from_the_settings_class(synthesized: Synthes
     _, predict = function(synthesized, "predict")
     variables = predict["Environment"]["Variables"]
     assert {"HFLAMBDA_INDEX_QUEUE_URL", "HFLAMBDA_AUTH_ISSUER", "HFLAMBDA_AUTH_AUDIENCE"} <= set(variables)
-    assert json.dumps(variables["HFLAMBDA_VECTOR_URI"]).startswith('{"Fn::Join": ["", ["s3://')
+    # warmup holds derived memory estimates of generation models to predict's model budget
+    _, warmup = function(synthesized, "warmup")
+    assert warmup["Environment"]["Variables"]["HFLAMBDA_PREDICT_MEMORY_MB"] == str(predict["MemorySize"])
+    assert variables["HFLAMBDA_VECTOR_BACKEND"] == "aws"
+    assert "IndexArn" in json.dumps(variables["HFLAMBDA_VECTOR_INDEX"])  # the index's ARN, no fixed name
 
 
 # --- monitoring ---------------------------------------------------------------------------

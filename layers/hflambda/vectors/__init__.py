@@ -72,9 +72,10 @@ def _tuning(settings: Settings) -> tuple[int, int, int]:
 
 
 def _open_aws(bucket: str | None, index: str | None, table: str | None) -> VectorStore:
-    if not (bucket and index and table):
+    if not (index and table and (bucket or index.startswith("arn:"))):
         raise VectorStoreNotConfigured(
-            "HFLAMBDA_VECTOR_BACKEND=aws needs HFLAMBDA_VECTOR_BUCKET, HFLAMBDA_VECTOR_INDEX and HFLAMBDA_VECTOR_TABLE"
+            "HFLAMBDA_VECTOR_BACKEND=aws needs HFLAMBDA_VECTOR_TABLE and HFLAMBDA_VECTOR_INDEX "
+            "(an index ARN, or an index name with HFLAMBDA_VECTOR_BUCKET)"
         )
     from hflambda.vectors.aws import S3VectorsStore
 

@@ -155,7 +155,7 @@ class S3VectorsStore(VectorStore):
     def __init__(
         self,
         *,
-        bucket: str,
+        bucket: str | None,
         index: str,
         table: str,
         s3vectors: Any = None,
@@ -169,6 +169,8 @@ class S3VectorsStore(VectorStore):
         config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=max(10, workers * 2))
         self.s3v = s3vectors or boto3.client("s3vectors", config=config)
         self.ddb = dynamodb or boto3.client("dynamodb", config=config)
+        if index.startswith("arn:"):  # arn:<partition>:s3vectors:<region>:<account>:bucket/<bucket>/index/<index>
+            _, bucket, _, index = index.split(":", 5)[5].split("/", 3)
         self.bucket = bucket
         self.index = index
         self.table = table

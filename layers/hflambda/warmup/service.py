@@ -85,7 +85,7 @@ def maintain_vectors_step(settings: Settings, remaining_seconds: Callable[[], fl
     if remaining_seconds is not None and remaining_seconds() < settings.warmup_reserve_seconds:
         return {"status": "deferred", "reason": f"less than {settings.warmup_reserve_seconds} s left"}
     uri = settings.vector_uri
-    if not uri.startswith("s3://") and not Path(uri).exists():
+    if settings.vector_backend == "local" and not Path(uri).exists():
         return {"status": "skipped", "reason": f"no vector store at {uri} yet"}
     started = time.perf_counter()
     try:
