@@ -180,15 +180,13 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
             "dimension": int(props["Dimension"]),
             "distanceMetric": str(props.get("DistanceMetric", "cosine")),
         }
-        if props.get("VectorBucketArn"):
-            request["vectorBucketArn"] = props["VectorBucketArn"]
-        else:
-            request["vectorBucketName"] = props["VectorBucketName"]
+        # by name: the bucket ARN's last segment (moto answers CreateIndex by ARN with a 404)
+        request["vectorBucketName"] = props.get("VectorBucketName") or str(props["VectorBucketArn"]).rsplit("/", 1)[-1]
         metadata = props.get("MetadataConfiguration") or {}
         if metadata.get("NonFilterableMetadataKeys"):
             request["metadataConfiguration"] = {"nonFilterableMetadataKeys": list(metadata["NonFilterableMetadataKeys"])}
         client.create_index(**request)
-        bucket_name = request.get("vectorBucketName") or str(request["vectorBucketArn"]).rsplit("/", 1)[-1]
+        bucket_name = request["vectorBucketName"]
         arn = f"arn:{PARTITION}:s3vectors:{REGION}:{ACCOUNT}:bucket/{bucket_name}/index/{name}"
         return Physical(arn, {"IndexArn": arn, "IndexName": name})
 

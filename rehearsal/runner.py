@@ -131,10 +131,12 @@ class ContainerInstance:
     def invoke(self, event: dict[str, Any], *, timeout: float) -> Invocation:
         return post_invoke(self.url, event, timeout=timeout)
 
-    def inspect_memory_mb(self) -> int:
-        """The container's memory limit as the engine applied it."""
-        out = self.engine.docker("inspect", "--format", "{{.HostConfig.Memory}}", self.name).stdout.strip()
-        return int(out) // (1024 * 1024)
+    def inspect(self) -> dict[str, Any]:
+        """The container as the engine runs it (``docker inspect``)."""
+        import json
+
+        document: list[dict[str, Any]] = json.loads(self.engine.docker("inspect", self.name).stdout)
+        return document[0]
 
     def close(self) -> None:
         with self._lock:

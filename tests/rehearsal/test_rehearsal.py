@@ -114,10 +114,21 @@ def test_a_response_over_the_limit_is_an_error_not_a_hang(rehearsal: Any) -> Non
     assert response.status_code == 413 and "6 MB" in response.text
 
 
-def test_the_functions_run_with_the_templates_memory(rehearsal: Any) -> None:
+def test_the_containers_run_with_the_templates_memory_and_constraints(rehearsal: Any) -> None:
+    """What the engine applied to each running environment is what the template declares."""
+    seen = 0
     for name, pool in rehearsal.pools.items():
+        spec = rehearsal.functions[name]
         for instance in pool._all:
-            assert instance.memory_mb == rehearsal.functions[name].memory_mb
+            config = instance.inspect()
+            assert config["HostConfig"]["Memory"] == spec.memory_mb * 1024 * 1024
+            assert config["HostConfig"]["ReadonlyRootfs"] is True
+            assert config["HostConfig"]["Tmpfs"]["/tmp"].startswith(f"rw,exec,size={spec.ephemeral_mb}m")
+            assert config["Config"]["User"] == f"{spec.mounts[0].uid}:{spec.mounts[0].gid}"
+            mounts = {m["Destination"]: m["RW"] for m in config["Mounts"]}
+            assert mounts[spec.mounts[0].local_mount_path] is (not spec.mounts[0].read_only)
+            seen += 1
+    assert seen >= 2  # predict and warmup at least
 
 
 def test_warmup_on_command_is_the_schedules_event_and_a_no_op(rehearsal: Any) -> None:
