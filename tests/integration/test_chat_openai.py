@@ -118,5 +118,14 @@ def test_openai_client_gets_the_exhausted_chain_listing(client: openai.OpenAI) -
     message = caught.value.message
     assert "- broken: upstream_error:" in message and "upstream exploded" in message
     assert "- busy: rate_limited:" in message and "retry after 3 s" in message
-    with pytest.raises(openai.BadRequestError, match="stream=true is not supported"):
-        client.chat.completions.create(model="chat", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    # streaming: an exhausted chain is still an error with its status, before any event
+    with pytest.raises(openai.APIStatusError) as streamed:
+        client.chat.completions.create(model="broken", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    assert streamed.value.status_code == 502 and "- busy: rate_limited:" in streamed.value.message
+
+
+def test_openai_client_streams_from_the_fallback(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model="dead", messages=MESSAGES, temperature=0, max_tokens=6, stream=True))  # type: ignore[arg-type]
+    assert {c.model for c in chunks} == {"chat"}
+    trace = chunks[-1].model_extra["hflambda"] if chunks[-1].model_extra else {}
+    assert [(a["model"], a["ok"]) for a in trace["attempts"]] == [("dead", False), ("chat", True)]

@@ -5,8 +5,8 @@ decoding exactly like ``response_format: json_schema``:
 
 - a call is ``{"name": "<tool>", "arguments": {...}}``, the arguments constrained by the
   tool's own ``parameters`` schema (the name by ``const``);
-- ``tool_choice: "required"`` (or a named tool) allows calls only: one call, or with
-  ``parallel_tool_calls`` a list of 1 to ``MAX_PARALLEL_CALLS`` calls;
+- ``tool_choice: "required"`` allows calls only: one call, or with ``parallel_tool_calls``
+  (the default) a list of 1 to ``MAX_PARALLEL_CALLS`` calls; a named tool is one call of it;
 - ``tool_choice: "auto"`` (the default with tools) also allows ``{"content": "<text>"}``:
   the model answers in text instead of calling.
 
@@ -22,7 +22,7 @@ from typing import Any
 from hflambda.generation.base import ChatRequest, Tool, ToolCall
 from hflambda.generation.exceptions import AttemptFailed, FailureKind
 
-__all__ = ["MAX_PARALLEL_CALLS", "check_tool_calls", "chosen_tools", "parse_tool_answer", "template_messages", "tool_schema"]
+__all__ = ["MAX_PARALLEL_CALLS", "check_tool_calls", "chosen_tools", "parallel", "parse_tool_answer", "template_messages", "tool_schema"]
 
 MAX_PARALLEL_CALLS = 4
 _GUIDANCE = {"whitespace_flexible": False}
@@ -33,6 +33,11 @@ def chosen_tools(request: ChatRequest) -> tuple[Tool, ...]:
     if request.tool_choice not in (None, "auto", "none", "required"):
         return tuple(t for t in request.tools if t.name == request.tool_choice)
     return request.tools
+
+
+def parallel(request: ChatRequest) -> bool:
+    """Whether the answer may hold several calls (never for a named tool_choice: that forces one call)."""
+    return request.parallel_tool_calls and request.tool_choice in (None, "auto", "required")
 
 
 def _call_schema(tool: Tool) -> dict[str, Any]:
@@ -48,7 +53,7 @@ def tool_schema(request: ChatRequest) -> dict[str, Any]:
     """The JSON schema the tool answer is decoded under (see the module docstring)."""
     calls = [_call_schema(t) for t in chosen_tools(request)]
     one: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    answer = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS} if request.parallel_tool_calls else one
+    answer = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS} if parallel(request) else one
     if request.tool_choice in (None, "auto"):
         text = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"], "additionalProperties": False}
         return {"anyOf": [text, answer], "x-guidance": _GUIDANCE}
@@ -60,7 +65,7 @@ def _instructions(request: ChatRequest) -> str:
         json.dumps({"name": t.name, "description": t.description or "", "parameters": t.parameters}, separators=(",", ":")) for t in chosen_tools(request)
     )
     call = '{"name": <function name>, "arguments": <arguments object>}'
-    if request.parallel_tool_calls:
+    if parallel(request):
         call = f"a JSON list of calls, each {call}"
     how = f"To call functions, answer with {call}."
     if request.tool_choice in (None, "auto"):
@@ -119,8 +124,8 @@ def check_tool_calls(request: ChatRequest, calls: tuple[ToolCall, ...]) -> None:
         return
     if not request.calls_tools:
         raise AttemptFailed(FailureKind.INVALID_OUTPUT, "the answer calls a function although tool_choice is 'none' or no tools were offered")
-    if len(calls) > 1 and not request.parallel_tool_calls:
-        raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"the answer has {len(calls)} calls; parallel_tool_calls is false")
+    if len(calls) > 1 and not parallel(request):
+        raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"the answer has {len(calls)} calls; one was asked for (parallel_tool_calls false or a named tool_choice)")
     tools = {t.name: t for t in chosen_tools(request)}
     for call in calls:
         tool = tools.get(call.name)
