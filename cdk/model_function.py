@@ -1,7 +1,10 @@
 """One hflambda function: a container image built from the repo root, in the VPC, on the store.
 
-The image asset includes only what that function's Dockerfile copies (an allow-list), so a
-change to another function's code does not rebuild or redeploy this one.
+Every function builds ``functions/Dockerfile`` with the build arguments ``make images`` uses
+(:func:`containers.images.build_args`), from the host-side wheelhouse ``make wheelhouse`` fills
+(``build/wheelhouse/<arch>/<set>/``), with no network during the build. The image asset
+includes only what that function's build copies (an allow-list), so a change to another
+function's code does not rebuild or redeploy this one.
 """
 
 from __future__ import annotations
@@ -20,17 +23,25 @@ from constructs import Construct
 from cdk import nag
 from cdk.config import REPO_ROOT, DeployConfig, log_retention
 from cdk.storage import MODEL_STORE_MOUNT
+from containers import wheelhouse
+from containers.images import DOCKERFILE, REQUIREMENTS, build_args
 
-# Requirement set each function's image installs (requirements/<set>.txt).
-REQUIREMENTS = {"predict": "serve", "index": "serve", "warmup": "warmup"}
-IMAGE_REGISTRY_PATH = "/var/task/models.toml"  # where every Dockerfile puts the registry
+IMAGE_REGISTRY_PATH = "/var/task/models.toml"  # where the Dockerfile puts the registry
+__all__ = ["IMAGE_REGISTRY_PATH", "REQUIREMENTS", "FunctionSizing", "ModelFunction", "StoreMount"]
 
 
-def image_asset_files(function: str, registry: str) -> list[str]:
+def wheel_arch(architecture: str) -> str:
+    return "aarch64" if architecture == "arm64" else "x86_64"
+
+
+def image_asset_files(function: str, registry: str, architecture: str = "x86_64") -> list[str]:
     """Docker-ignore style allow-list of the repo files ``function``'s image needs."""
+    requirement_set = REQUIREMENTS[function]
     return [
         "*",
-        f"!requirements/{REQUIREMENTS[function]}.txt",
+        f"!{DOCKERFILE}",
+        f"!requirements/{requirement_set}.txt",
+        f"!{wheelhouse.relative_folder(requirement_set, wheel_arch(architecture))}",
         f"!{registry}",
         "!layers/hflambda",
         "!functions/__init__.py",
@@ -76,12 +87,17 @@ class ModelFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         arm = config.architecture == "arm64"
+        # The build installs from the wheelhouse only, so it runs with no network at all (and
+        # no machine's CA can reach the image). Lambda needs a single-platform Docker v2 / OCI
+        # manifest: run `cdk deploy` with BUILDX_NO_DEFAULT_ATTESTATIONS=1 (docs/deploy.md), or
+        # buildx wraps the image and its provenance attestation in an index Lambda rejects.
         code = lambda_.DockerImageCode.from_image_asset(
             str(REPO_ROOT),
-            file=f"functions/{name}/Dockerfile",
-            exclude=image_asset_files(name, config.registry_in_repo),
+            file=DOCKERFILE,
+            exclude=image_asset_files(name, config.registry_in_repo, config.architecture),
             ignore_mode=IgnoreMode.DOCKER,  # allow-list semantics: '*' then '!keep'
-            build_args={"REGISTRY_FILE": config.registry_in_repo},
+            build_args=build_args(name, arch=wheel_arch(config.architecture), registry=config.registry_in_repo),
+            network_mode=ecr_assets.NetworkMode.NONE,
             platform=ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64,
             cmd=[f"functions.{name}.handler.handler"],
         )

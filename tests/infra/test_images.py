@@ -1,4 +1,5 @@
-"""Images, their dependency sets and the deploy docs agree with each other (no synthesis)."""
+"""The Dockerfile, its requirement sets, the wheelhouse, CDK's image assets and the deploy docs
+agree with each other (no Docker here: ``make image-test`` builds and runs the images)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra.conftest import Synthesized
+
 pytestmark = pytest.mark.infra
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNED = {"torch", "transformers", "optimum", "optimum-onnx", "huggingface-hub"}
+DOCKERFILE = (ROOT / "functions" / "Dockerfile").read_text()
 
 
 def pins(name: str) -> dict[str, str]:
@@ -32,39 +36,72 @@ def test_serve_set_is_lean_and_a_subset_of_the_warmup_set() -> None:
     assert {"transformers", "optimum-onnx", "huggingface-hub"} <= set(warmup)
 
 
+def test_one_dockerfile_and_no_per_function_ones() -> None:
+    assert not list((ROOT / "functions").glob("*/Dockerfile"))
+    assert not (ROOT / "scripts" / "image_check.py").exists()
+
+
+def test_sets_wheelhouse_and_base_agree_on_the_platform() -> None:
+    from containers import base, wheelhouse
+
+    compile_py = (ROOT / "requirements" / "compile.py").read_text()
+    assert f"GLIBC_MINOR = {wheelhouse.GLIBC_MINOR} " in compile_py
+    assert wheelhouse.GLIBC_MINOR == 36 and base.SUITE == "bookworm"  # Debian 12: glibc 2.36
+    for name in ("serve.txt", "warmup.txt"):
+        assert "glibc 2.36, Debian 12 bookworm" in (ROOT / "requirements" / name).read_text()
+    assert f"ARG BASE={base.BASE_IMAGE}\n" in DOCKERFILE
+    assert "python3.11" in base.PACKAGES[0]
+
+
+def test_dockerfile_installs_offline_from_the_wheelhouse() -> None:
+    install = re.search(r"RUN set -e; pip_wheel=.*?(?=\n\n)", DOCKERFILE, flags=re.S)
+    assert install, "the install step"
+    step = install.group(0)
+    for flag in ("--no-index", "--find-links /tmp/wheels", "--no-deps", "--only-binary=:all:", "--target /var/task"):
+        assert flag in step
+    assert "http" not in step and "--extra-index-url" not in DOCKERFILE  # the wheelhouse has torch
+    assert 'ENTRYPOINT ["/bin/sh", "-c", "exec python3.11 -m awslambdaric' in DOCKERFILE
+    assert "HOME=/tmp" in DOCKERFILE
+
+
 @pytest.mark.parametrize("function", ["predict", "index", "warmup"])
-def test_dockerfile_installs_its_set_and_lays_code_out_as_cdk_expects(function: str) -> None:
-    from cdk.model_function import IMAGE_REGISTRY_PATH, REQUIREMENTS, image_asset_files
+def test_every_file_the_build_copies_is_in_the_cdk_allow_list(function: str) -> None:
+    from cdk.model_function import IMAGE_REGISTRY_PATH, image_asset_files
+    from containers.images import build_args
 
-    dockerfile = (ROOT / "functions" / function / "Dockerfile").read_text()
-    requirement = f"requirements/{REQUIREMENTS[function]}.txt"
-    assert f"COPY {requirement} " in dockerfile
-    assert re.search(r"pip install [^\n]*--no-deps", dockerfile)
-    assert "--only-binary=:all:" in dockerfile
-    assert f"COPY ${{REGISTRY_FILE}} {IMAGE_REGISTRY_PATH}" in dockerfile
-    assert "COPY layers/hflambda /var/task/hflambda" in dockerfile
-    assert f"COPY functions/{function} /var/task/functions/{function}" in dockerfile
-    assert f'CMD ["functions.{function}.handler.handler"]' in dockerfile
-    assert dockerfile.count("download.pytorch.org/whl/cpu") == (1 if function == "warmup" else 0)
-    # every file the Dockerfile copies is in the CDK asset allow-list
+    args = build_args(function) | {"REGISTRY_FILE": "models.toml"}
+    assert f"COPY ${{REGISTRY_FILE}} {IMAGE_REGISTRY_PATH}" in DOCKERFILE
     allowed = image_asset_files(function, "models.toml")
-    for source in re.findall(r"^COPY (\S+) ", dockerfile, flags=re.MULTILINE):
-        path = source.replace("${REGISTRY_FILE}", "models.toml")
+    assert "!functions/Dockerfile" in allowed
+    for source in re.findall(r"^COPY (\S+) ", DOCKERFILE, flags=re.MULTILINE):
+        if source.startswith("--from"):
+            continue
+        path = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], source)
         assert f"!{path}" in allowed, path
+    other = {"predict": "index", "index": "warmup", "warmup": "predict"}[function]
+    assert f"!functions/{other}" not in allowed
 
 
-def test_image_check_installs_what_the_dockerfiles_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-    import sys
+def test_image_assets_build_the_one_dockerfile_offline(synthesized: Synthesized) -> None:
+    import json
 
-    from cdk.model_function import REQUIREMENTS
+    from containers.images import build_args
 
-    spec = importlib.util.spec_from_file_location("image_check", ROOT / "scripts" / "image_check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "image_check", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    assert module.FUNCTIONS == REQUIREMENTS
+    images = [
+        image
+        for manifest in synthesized.outdir.glob("*.assets.json")
+        for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()
+    ]
+    seen = set()
+    for image in images:
+        source = image["source"]
+        function = source["dockerBuildArgs"]["FUNCTION"]
+        seen.add(function)
+        assert source["dockerFile"] == "functions/Dockerfile"
+        assert source["dockerBuildArgs"] == build_args(function, registry="models.toml")
+        assert source["networkMode"] == "none"
+        assert source["platform"] == "linux/amd64"
+    assert seen == {"predict", "index", "warmup"}
 
 
 def test_deploy_doc_lists_every_setting_and_runbook_every_alarm() -> None:
@@ -77,3 +114,11 @@ def test_deploy_doc_lists_every_setting_and_runbook_every_alarm() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text()
     sections = set(re.findall(r"^## ([a-z0-9-]+)$", runbook, flags=re.MULTILINE))
     assert sections == set(ALARMS)
+
+
+def test_deploy_doc_names_the_base_the_wheelhouse_and_attestations() -> None:
+    from containers.base import BASE_IMAGE
+
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    for needle in (BASE_IMAGE, "make wheelhouse", "BUILDX_NO_DEFAULT_ATTESTATIONS=1", "make image-test"):
+        assert needle in deploy, needle

@@ -602,7 +602,7 @@ def test_each_image_asset_holds_only_its_function(synthesized: Synthesized) -> N
         assert len(present) == 1, present
         (name,) = present
         seen.add(name)
-        assert (asset / "functions" / name / "Dockerfile").is_file()
+        assert (asset / "functions" / "Dockerfile").is_file()  # one Dockerfile, FUNCTION build arg
         assert (asset / "layers" / "hflambda" / "settings.py").is_file()
         assert (asset / "models.toml").is_file()
         assert {p.name for p in (asset / "requirements").iterdir()} == {
