@@ -96,7 +96,9 @@ class ModelFunction(Construct):
             file=DOCKERFILE,
             exclude=image_asset_files(name, config.registry_in_repo, config.architecture),
             ignore_mode=IgnoreMode.DOCKER,  # allow-list semantics: '*' then '!keep'
-            build_args=build_args(name, arch=wheel_arch(config.architecture), registry=config.registry_in_repo),
+            build_args=build_args(
+                name, arch=wheel_arch(config.architecture), registry=config.registry_in_repo
+            ),
             network_mode=ecr_assets.NetworkMode.NONE,
             platform=ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64,
             cmd=[f"functions.{name}.handler.handler"],

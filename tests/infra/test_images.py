@@ -57,7 +57,13 @@ def test_dockerfile_installs_offline_from_the_wheelhouse() -> None:
     install = re.search(r"RUN set -e; pip_wheel=.*?(?=\n\n)", DOCKERFILE, flags=re.S)
     assert install, "the install step"
     step = install.group(0)
-    for flag in ("--no-index", "--find-links /tmp/wheels", "--no-deps", "--only-binary=:all:", "--target /var/task"):
+    for flag in (
+        "--no-index",
+        "--find-links /tmp/wheels",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--target /var/task",
+    ):
         assert flag in step
     assert "http" not in step and "--extra-index-url" not in DOCKERFILE  # the wheelhouse has torch
     assert 'ENTRYPOINT ["/bin/sh", "-c", "exec python3.11 -m awslambdaric' in DOCKERFILE
