@@ -255,6 +255,18 @@ def test_routes_work_behind_a_named_stage(make_client: Callable[..., TestClient]
     assert handler(health, _context())["statusCode"] == 200
 
 
+def test_named_stage_prefix_is_stripped() -> None:
+    without_stage = fresh_module("functions.predict.handler").without_stage
+
+    event = {"rawPath": "/prod/v1/models", "requestContext": {"stage": "prod", "http": {"path": "/prod/v1/models"}}}
+    stripped = without_stage(event)
+    assert stripped["rawPath"] == stripped["requestContext"]["http"]["path"] == "/v1/models"
+    default = {"rawPath": "/v1/models", "requestContext": {"stage": "$default", "http": {"path": "/v1/models"}}}
+    assert without_stage(default) is default
+    other = {"rawPath": "/production/x", "requestContext": {"stage": "prod", "http": {"path": "/production/x"}}}
+    assert without_stage(other)["rawPath"] == "/production/x"
+
+
 def _context() -> Any:
     from types import SimpleNamespace
 

@@ -138,11 +138,13 @@ class _Walker:
             if isinstance(values, list) and len(values) > self.limits.max_enum:
                 raise self.refuse(keyword, path, f"has {len(values)} values; the limit is {self.limits.max_enum}")
         self.units += multiplier * (1 + length // 16)
+        inner = multiplier * max(1, maximum or minimum)
+        if (maximum or minimum) and not isinstance(node.get("items"), dict):
+            self.units += inner  # items of any shape still expand once per bounded item
         if self.units > self.limits.max_expansion:
             raise self.refuse(
                 "expansion", path, f"the schema's grammar would expand to over {self.limits.max_expansion} units (nested array and string bounds multiply); lower minItems/maxItems/maxLength"
             )
-        inner = multiplier * max(1, maximum or minimum)
         target = self._ref(node, path)
         if target is not None and node["$ref"] not in refs:  # a recursive $ref is walked once
             self.walk(target, f"{path}/$ref", depth + 1, multiplier, (*refs, node["$ref"]))
