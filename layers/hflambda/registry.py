@@ -66,7 +66,12 @@ class ModelSpec(BaseModel):
     fallbacks: tuple[str, ...] = ()
     preload: bool = False
     # input limits and embedding behaviour
-    max_tokens: int = Field(512, gt=0, description="Longest input in tokens.")
+    max_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Longest input in tokens. Default: the model's own window (config max_position_embeddings, "
+        "tokenizer model_max_length), derived at warmup and recorded in the manifest; a value above it is refused.",
+    )
     pooling: Literal["mean", "cls"] = "mean"
     normalize: bool = True
     parity_min_cosine: float = Field(
@@ -84,7 +89,12 @@ class ModelSpec(BaseModel):
     api_key_secret: str | None = None
     context_tokens: int = Field(4096, gt=0)
     max_output_tokens: int = Field(512, gt=0)
-    memory_mb: int | None = Field(None, gt=0)
+    memory_mb: int | None = Field(
+        None,
+        gt=0,
+        description="Local text generation: resident size estimate in MB. Default: derived by warmup from the "
+        "exported files (manifest info.memory_mb); set it to override, or to have `hflambda check` test it.",
+    )
     builder_options: tuple[str, ...] = Field(
         (),
         description='Local text generation: extra ONNX Runtime GenAI builder options ("key=value", e.g. '
@@ -245,11 +255,6 @@ def _check_generation(spec: ModelSpec) -> list[str]:
         for option in spec.builder_options:
             if not re.match(r"^[A-Za-z0-9_]+=\S+$", option):
                 problems.append(f"{where}.builder_options: {option!r} must be key=value (no spaces)")
-        if spec.memory_mb is None:
-            problems.append(
-                f"{where}.memory_mb: required for local text-generation models (resident size estimate in MB, "
-                "checked against the predict function's memory)"
-            )
     return problems
 
 

@@ -36,6 +36,16 @@ def test_the_store_holds_a_genai_model_with_template_and_tokenizer(genai_warmed:
     assert (model.path / "chat_template.jinja").read_text() == (genai_warmed.source_dir / "chat_template.jinja").read_text()
 
 
+def test_memory_estimate_is_derived_from_the_exported_files(genai_warmed: GenaiWarmed) -> None:
+    import math
+
+    from hflambda.generation.local import OVERHEAD_BYTES
+
+    assert load_registry(genai_warmed.registry).get("chat").memory_mb is None  # the registry gave none
+    info = ModelStore(genai_warmed.store).resolve("chat").manifest.info
+    assert info["memory_mb"] == math.ceil((info["bytes"] + OVERHEAD_BYTES) / (1 << 20))
+
+
 def test_parity_figures_are_recorded(genai_warmed: GenaiWarmed) -> None:
     parity = ModelStore(genai_warmed.store).resolve("chat").manifest.parity
     assert parity["chat_template"] == "identical" and parity["tokenizer"] == "identical"

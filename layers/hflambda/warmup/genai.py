@@ -51,7 +51,9 @@ from hflambda.generation.base import ResponseFormat, validate_output
 from hflambda.generation.exceptions import AttemptFailed
 from hflambda.generation.files import CHAT_TEMPLATE, GENAI_CONFIG, read_chat_template
 from hflambda.generation.remote import check_remote_model
+from hflambda.limits import check_generation_memory, generation_memory_mb
 from hflambda.registry import ModelSpec, Task
+from hflambda.settings import get_settings
 from hflambda.warmup.runner import COMPILERS, EXPORT_SETTINGS, REMOTE_CHECKERS
 from hflambda.warmup.types import CompileResult
 
@@ -305,6 +307,11 @@ def compile_generation(spec: ModelSpec, source: Path, out: Path) -> CompileResul
     config = _check_source(source)
     build_s = build_genai_model(source, out, precision(spec), options=spec.builder_options)
     _ship_tokenizer(source, out)
+    # before the parity run: a model the predict function cannot hold is refused now
+    from hflambda.generation.local import OVERHEAD_BYTES
+
+    memory_mb = generation_memory_mb(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()), OVERHEAD_BYTES)
+    check_generation_memory(spec, memory_mb, get_settings())
     started = time.perf_counter()
     parity = check_parity(spec, source, out)
     parity_s = time.perf_counter() - started
@@ -315,6 +322,7 @@ def compile_generation(spec: ModelSpec, source: Path, out: Path) -> CompileResul
         "vocab_size": genai_config.get("vocab_size"),
         "eos_token_id": genai_config.get("eos_token_id"),
         "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
+        "memory_mb": memory_mb,  # derived resident estimate (the registry's memory_mb overrides it)
     }
     return CompileResult(
         export=export_settings(spec),
