@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     ort_threads: int = Field(
         0, description="onnxruntime intra-op threads (0: the CPUs this process may use)."
     )
-    max_batch: int = Field(256, description="Most inputs accepted in one request.")
+    max_batch: int = Field(256, description="Most inputs of one /v1/models/{alias}/predict request (/v1/embeddings: OpenAI's 2,048, within 6 MB).")
     max_body_bytes: int = Field(
         1_048_576, description="Largest request body accepted by the predict API."
     )
