@@ -47,10 +47,45 @@ def rie_binary(architecture: str = "x86_64") -> Path:
     return path
 
 
-def image_tag(function: str) -> str:
-    from containers.images import tag
+def ensure_asset_images(assets: dict[str, dict[str, Any]], *, say: Any = print) -> dict[str, str]:
+    """Each function's image as its asset describes it (Dockerfile, build arguments, platform,
+    network mode): function -> image tag.
 
-    return str(tag(function))
+    An asset with ``containers.images``' own arguments is that image (``hflambda/<fn>:dev``,
+    built through the layer cache); another registry or setting builds
+    ``hflambda/<fn>:rehearsal-<asset hash>`` from the same Dockerfile with the asset's arguments.
+    """
+    from containers import images, wheelhouse
+    from containers.base import ensure_base
+    from containers.engine import ensure_engine
+    from rehearsal.template import asset_function
+
+    tags: dict[str, str] = {}
+    engine = None
+    for digest, asset in sorted(assets.items()):
+        function = asset_function(asset)
+        if function is None:
+            continue
+        source = asset["source"]
+        arguments = {str(k): str(v) for k, v in (source.get("dockerBuildArgs") or {}).items()}
+        if arguments == images.build_args(function) and source.get("dockerFile") == images.DOCKERFILE:
+            images.ensure_images([function])
+            tags[function] = images.tag(function)
+            continue
+        if engine is None:
+            engine = ensure_engine()
+            ensure_base(engine)
+        wheelhouse.fill(arguments.get("REQUIREMENTS", images.REQUIREMENTS[function]))
+        tag = f"hflambda/{function}:rehearsal-{digest[:12]}"
+        argv = ["build", "-f", str(source["dockerFile"]), "-t", tag, "--platform", str(source.get("platform", "linux/amd64"))]
+        if source.get("networkMode"):
+            argv += ["--network", str(source["networkMode"])]
+        for key, value in arguments.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        say(f"building {tag} from {source['dockerFile']} with {arguments}")
+        engine.docker(*argv, "--quiet", str(REPO_ROOT), timeout=3600)
+        tags[function] = tag
+    return tags
 
 
 @dataclass
@@ -60,6 +95,7 @@ class ContainerInstance:
     store_root: Path
     log: Path
     number: int
+    image: str
     engine: Any = None
     name: str = ""
     url: str = ""
@@ -104,7 +140,7 @@ class ContainerInstance:
             host.mkdir(parents=True, exist_ok=True)
             argv += ["--volume", f"{host}:{mount.local_mount_path}:{'ro' if mount.read_only else 'rw'}"]
         argv += [
-            image_tag(self.spec.function),
+            self.image,
             "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
             "--runtime-api-address", f"127.0.0.1:{api_port}",
             *RUNTIME, *(self.spec.command or ()),
@@ -153,6 +189,8 @@ class ContainerInstance:
                 self._env_file = None
 
 
-def start_container(spec: FunctionSpec, env: dict[str, str], *, store_root: Path, log: Path, number: int) -> ContainerInstance:
-    """Start one environment of ``spec`` and wait until its emulator listens."""
-    return ContainerInstance(spec, env, store_root, log, number).start()
+def start_container(
+    spec: FunctionSpec, env: dict[str, str], *, image: str, store_root: Path, log: Path, number: int
+) -> ContainerInstance:
+    """Start one environment of ``spec`` from ``image`` and wait until its emulator listens."""
+    return ContainerInstance(spec, env, store_root, log, number, image).start()

@@ -49,7 +49,6 @@ from rehearsal.template import (
     Route,
     Trigger,
     api_spec,
-    asset_function,
     async_invoke_configs,
     event_source_specs,
     function_specs,
@@ -184,6 +183,7 @@ class Rehearsal:
     triggers: list[Trigger] = field(default_factory=list)
     async_records: list[AsyncRecord] = field(default_factory=list)
     stand_ins: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
     _issuers: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,10 +208,10 @@ class Rehearsal:
         cfg = self.config
         assembly = Assembly(cfg.cdk_out)
         if cfg.runtime == "containers":
-            from containers.images import ensure_images
+            from rehearsal.runner import ensure_asset_images
 
-            self.say("building the function images (Docker's layer cache makes an unchanged one a no-op) ...")
-            ensure_images(sorted({asset_function(a) or "" for a in assembly.assets.values()} - {""}))
+            self.say("building the function images as the assets describe them (an unchanged one is a cache hit) ...")
+            self.images = ensure_asset_images(assembly.assets, say=self.say)
         if cfg.reset and self.store_root.exists():
             shutil.rmtree(self.store_root)
         self.store_root.mkdir(parents=True, exist_ok=True)
@@ -328,6 +328,7 @@ class Rehearsal:
             "stand_ins": self.stand_ins,
             "hub_served": self.hub.served if self.hub else {},
             "runtime": self.config.runtime,
+            "images": self.images,
             "logs": str(self.logs),
         }
 
@@ -368,7 +369,7 @@ class Rehearsal:
             return ProcessInstance(spec, env, log, paths).start()
         from rehearsal.runner import start_container
 
-        return start_container(spec, env, store_root=self.store_root, log=log, number=number)
+        return start_container(spec, env, image=self.images[spec.function], store_root=self.store_root, log=log, number=number)
 
     def _invoke_route(self, route: Route, event: dict[str, Any], timeout: float) -> Invocation:
         return self.pools[route.function.function].invoke(event, wait=timeout)
