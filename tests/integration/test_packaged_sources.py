@@ -138,7 +138,7 @@ source_sha256 = "{"0" * 64}"
 quantize = "int4"
 context_tokens = 2048
 max_output_tokens = 256
-memory_mb = 400
+memory_mb = 450
 """
     outcome = _warm(_registry(tmp_path / "models.toml", table), tmp_path / "store")
     assert outcome.status == ModelStatus.FAILED and outcome.error == "source_changed", outcome  # type: ignore[attr-defined]
