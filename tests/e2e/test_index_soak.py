@@ -24,8 +24,10 @@ import pytest
 
 from hflambda.dlq import DeadLetters
 from hflambda.poller import Poller
-from hflambda.vectors import VectorSpace, get_vector_store
-from tests.fixtures.aws import make_queues, queue_depth
+from hflambda.vectors import VectorSpace, VectorStore, get_vector_store
+from hflambda.vectors.aws import S3VectorsStore
+from hflambda.vectors.lance import LanceVectorStore
+from tests.fixtures.aws import make_aws_vectors, make_queues, queue_depth
 from tests.fixtures.models import Warmed, clear_caches, fresh_module
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -33,6 +35,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TOTAL = 2000
 USERS = [f"user-{i}" for i in range(5)]
 WORDS = ["river", "stone", "lantern", "maple", "orbit", "violet", "harbor", "quartz", "meadow", "ember", "falcon", "cedar", "tundra", "pixel", "saffron", "glacier"]
+
+
+def stored_chunks(store: VectorStore, keys: list[tuple[str, str]], space: VectorSpace) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Every stored chunk of ``space`` by document: ``{"text", "version"}`` (either backend)."""
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if isinstance(store, S3VectorsStore):
+        for v in store._list_vectors():
+            meta = v["metadata"]
+            if meta["r"] == space.revision:
+                by_key.setdefault((meta["u"], meta["d"]), []).append({"text": meta["x"], "version": meta["v"]})
+        return by_key
+    assert isinstance(store, LanceVectorStore)
+    for row in store.chunk_rows(keys, space):
+        by_key.setdefault((row["user_id"], row["document_id"]), []).append(row)
+    return by_key
 
 
 @dataclass
@@ -125,9 +142,16 @@ def build_workload(rng: random.Random) -> tuple[list[str], dict[tuple[str, str],
     return bodies, newest, invalid
 
 
-@pytest.fixture
-def soak_env(serve_env: Warmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: str) -> Iterator[Any]:
+@pytest.fixture(params=["local", "aws"])
+def soak_env(request: pytest.FixtureRequest, serve_env: Warmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: str) -> Iterator[Any]:
+    """The index handler on the local backend (LanceDB folder) or the AWS one (S3 Vectors +
+    DynamoDB on the moto server with the QueryVectors fake)."""
     monkeypatch.setenv("HFLAMBDA_VECTOR_URI", str(tmp_path / "vectors"))
+    if request.param == "aws":
+        for name, value in make_aws_vectors(dimensions=384).items():
+            monkeypatch.setenv(name, value)
+    else:
+        monkeypatch.setenv("HFLAMBDA_VECTOR_BACKEND", "local")
     clear_caches()
     yield fresh_module("functions.index.handler")
     clear_caches()
@@ -171,17 +195,14 @@ def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
     assert all(letter.reason_source == "recorded" and letter.reason.startswith("invalid message") for letter in letters)
     assert queue_depth(sqs, queues.queue_url) == 0
 
-    report = store.maintain()  # the scheduled step: compaction + scalar indexes (also speeds the checks up)
-    assert "chunks_384" in report.optimized
+    report = store.maintain()  # the scheduled step (local: compaction + scalar indexes; aws: garbage vectors)
+    assert "vchunks_384" in report.optimized if isinstance(store, LanceVectorStore) else report.rows["documents"] == len(newest)
     embedder = soak_env.indexer.embedder()
     space = VectorSpace.of(embedder)
     live = {key: op for key, op in newest.items() if op.text is not None}
     deleted = {key for key, op in newest.items() if op.text is None}
     assert len(live) > 900 and len(deleted) > 100
-    rows = store.chunk_rows(list(newest), space)  # type: ignore[attr-defined]
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_key.setdefault((row["user_id"], row["document_id"]), []).append(row)
+    by_key = stored_chunks(store, list(newest), space)
     assert not set(by_key) & deleted, "deleted documents still have chunks"
     for key, op in live.items():
         chunks = by_key.get(key)
@@ -199,4 +220,4 @@ def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
         op_text = f"{user} {doc}"
         hits = store.search(user, embedder.embed([op_text])[0], space=space, top_k=10)
         assert doc not in {h.document_id for h in hits}
-    print(f"\nsoak: drained {TOTAL} messages in {drained:.1f} s; total {time.monotonic() - started:.1f} s; {stats}; crashes {handler.crashes}")
+    print(f"\nsoak ({type(store).__name__}): drained {TOTAL} messages in {drained:.1f} s; total {time.monotonic() - started:.1f} s; {stats}; crashes {handler.crashes}")
