@@ -24,7 +24,7 @@ from cdk import nag
 from cdk.config import REPO_ROOT, DeployConfig, log_retention
 from cdk.storage import MODEL_STORE_MOUNT
 from containers import wheelhouse
-from containers.images import DOCKERFILE, REQUIREMENTS, build_args
+from containers.images import DEV_ONLY, DOCKERFILE, REQUIREMENTS, build_args
 
 IMAGE_REGISTRY_PATH = "/var/task/models.toml"  # where the Dockerfile puts the registry
 __all__ = ["IMAGE_REGISTRY_PATH", "REQUIREMENTS", "FunctionSizing", "ModelFunction", "StoreMount"]
@@ -46,6 +46,7 @@ def image_asset_files(function: str, registry: str, architecture: str = "x86_64"
         "!layers/hflambda",
         "!functions/__init__.py",
         f"!functions/{function}",
+        *(f"layers/hflambda/{path}" for path in DEV_ONLY),  # the Dockerfile drops them too
         "**/__pycache__",
         "**/*.pyc",
     ]

@@ -30,6 +30,8 @@ FUNCTIONS = tuple(REQUIREMENTS)
 SERVING = ("predict", "index")
 BANNED = ("torch", "transformers", "optimum", "huggingface_hub")  # never in a serving image
 REGISTRY_FILE = "models.toml"
+# Removed from every image by the Dockerfile (paths under layers/hflambda); CDK's asset leaves them out.
+DEV_ONLY = ("devstack.py", "poller.py", "s3vectors_fake.py", "cli")
 
 
 def tag(function: str) -> str:

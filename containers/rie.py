@@ -53,6 +53,7 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 REGION = "us-east-1"
 _REPORT = re.compile(r"REPORT RequestId: (?P<id>\S+)(?P<rest>.*)")
 _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
+_INVOKE_DONE = re.compile(r"INVOKE RTDONE\(status: (\w+), produced bytes: \d+, duration: ([\d.]+)ms\)")
 _FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size|Max Memory Used): ([\d.]+)")
 
 
@@ -226,6 +227,10 @@ class LambdaContainer:
         """
         match = _INIT_REPORT.search(self.logs())
         return float(match.group(1)) if match else None
+
+    def invoke_durations_ms(self) -> list[float]:
+        """The invoke phase of each invocation so far, as the RIE reports it (init excluded)."""
+        return [float(m.group(2)) for m in _INVOKE_DONE.finditer(self.logs())]
 
     def diff(self) -> list[str]:
         """``docker diff`` minus mount points: every path written in the container's own layer.
