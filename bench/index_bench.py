@@ -13,6 +13,10 @@
     with the ANN index ``maintain`` builds, with recall@10 of ANN vs exact, and the whole
     ``/v1/search`` work (embed the query + search) p50.
 
+(c) both vector backends (local LanceDB; AWS = S3 Vectors + DynamoDB on the moto server with
+    the QueryVectors fake): queue→searchable documents/s at batch 10 and 100 and the AWS API
+    calls per index batch (``backends``).
+
 Writes the ``"index"`` section of bench/results.json. Run: ``python -m bench.index_bench``.
 """
 
@@ -85,16 +89,47 @@ def _records(bodies: list[str], start: int) -> list[Any]:
     return [QueueRecord(message_id=f"m{start + i}", body=b, sent_ts=1_700_000_000_000 + start + i) for i, b in enumerate(bodies)]
 
 
-def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path) -> dict[str, float]:
+def local_store(folder: Path) -> Any:
+    """A fresh local (LanceDB) store in ``folder``."""
+    from hflambda.vectors.lance import LanceVectorStore
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return LanceVectorStore(str(folder))
+
+
+def aws_store_factory(endpoint: str, dimensions: int = 384) -> Any:
+    """Fresh AWS-backend stores (S3 Vectors + DynamoDB) on the moto server at ``endpoint``."""
+    import uuid
+
+    def make(_: Path) -> Any:
+        import boto3
+
+        from hflambda.vectors.aws import S3VectorsStore, create_resources
+
+        kw = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        s3v, ddb = boto3.client("s3vectors", **kw), boto3.client("dynamodb", **kw)
+        suffix = uuid.uuid4().hex[:10]
+        names = {"bucket": f"bench-{suffix}", "index": f"chunks-{dimensions}", "table": f"bench-{suffix}"}
+        create_resources(s3v, ddb, dimensions=dimensions, **names)
+        return S3VectorsStore(s3vectors=s3v, dynamodb=ddb, **names)
+
+    return make
+
+
+def api_calls_per_batch(store: Any, batches: int) -> dict[str, float]:
+    """AWS API calls the store made, per index batch (empty for the local backend)."""
+    calls = getattr(store, "calls", None)
+    return {name: count / max(1, batches) for name, count in sorted(calls.items())} if calls else {}
+
+
+def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path, make_store: Any = local_store) -> dict[str, Any]:
     """Documents/s when SQS event records of ``batch`` documents go straight to the indexer."""
     from hflambda.indexing import Indexer
     from hflambda.messages import Document, UpsertMessage
     from hflambda.settings import Settings
     from hflambda.vectors.base import VectorSpace
-    from hflambda.vectors.lance import LanceVectorStore
 
-    shutil.rmtree(folder, ignore_errors=True)
-    store = LanceVectorStore(str(folder))
+    store = make_store(folder)
     indexer = Indexer(store, lambda: embedder, Settings())
     bodies = [UpsertMessage(user_id=f"user-{i % 10}", ts=i + 1, document=Document(**d)).to_body() for i, d in enumerate(docs)]
     embed_ms = store_ms = 0.0
@@ -105,11 +140,14 @@ def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], fo
         embed_ms += outcome.embed_ms
         store_ms += outcome.store_ms
     elapsed = time.perf_counter() - started
+    calls = api_calls_per_batch(store, -(-len(bodies) // batch))
     assert store.count_chunks(VectorSpace.of(embedder)) == len(docs)
-    return {"docs_per_s": len(docs) / elapsed, "seconds": elapsed, "embed_s": embed_ms / 1000, "store_s": store_ms / 1000}
+    return {"docs_per_s": len(docs) / elapsed, "seconds": elapsed, "embed_s": embed_ms / 1000, "store_s": store_ms / 1000, "api_calls_per_batch": calls}
 
 
-def end_to_end_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path, endpoint: str) -> dict[str, float]:
+def end_to_end_throughput(
+    embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path, endpoint: str, make_store: Any = local_store
+) -> dict[str, Any]:
     """Documents/s from ``IndexQueue.upsert`` through SQS (moto) and the poller until searchable."""
     import boto3
 
@@ -118,10 +156,8 @@ def end_to_end_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]],
     from hflambda.queue import IndexQueue
     from hflambda.settings import Settings
     from hflambda.vectors.base import VectorSpace
-    from hflambda.vectors.lance import LanceVectorStore
 
-    shutil.rmtree(folder, ignore_errors=True)
-    store = LanceVectorStore(str(folder))
+    store = make_store(folder)
     indexer = Indexer(store, lambda: embedder, Settings())
     kw = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
     sqs = boto3.client("sqs", **kw)
@@ -155,9 +191,27 @@ def end_to_end_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]],
     thread.join()
     poller.drain(timeout=600)
     elapsed = time.perf_counter() - started
+    calls = api_calls_per_batch(store, poller.stats.invocations)
     assert store.count_chunks(VectorSpace.of(embedder)) == len(docs)
     sqs.delete_queue(QueueUrl=queue_url)
-    return {"docs_per_s": len(docs) / elapsed, "seconds": elapsed, "invocations": poller.stats.invocations}
+    return {"docs_per_s": len(docs) / elapsed, "seconds": elapsed, "invocations": poller.stats.invocations, "api_calls_per_batch": calls}
+
+
+def backend_throughput(embedder: Any, docs: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
+    """Queue→searchable documents/s and API calls per batch on both vector backends (hflambda fp32)."""
+    out: dict[str, Any] = {}
+    backends = {"local": local_store, "aws": aws_store_factory(endpoint, int(embedder.dimensions))}
+    for batch in (10, 100):
+        for name, make in backends.items():
+            runs = [end_to_end_throughput(embedder, batch, docs, WORK / f"backend-{name}-{batch}", endpoint, make) for _ in range(REPEATS)]
+            best = sorted(runs, key=lambda r: r["docs_per_s"])[len(runs) // 2]
+            out[f"{name}_batch_{batch}"] = {
+                "end_to_end_docs_per_s": best["docs_per_s"],
+                "api_calls_per_batch": best["api_calls_per_batch"],
+                "invocations": best["invocations"],
+            }
+            print(f"backend {name} batch {batch}: {best['docs_per_s']:.0f} docs/s, calls/batch {best['api_calls_per_batch']}", flush=True)
+    return out
 
 
 def wait_for(endpoint: str, timeout: float = 30.0) -> None:
@@ -270,9 +324,14 @@ def main() -> dict[str, Any]:
     for engine in engines.values():
         engine.embed([d["text"] for d in docs[:64]])  # warm
 
-    # moto in its own process: in-process it would compete with the indexer for the GIL
+    # moto (with the QueryVectors fake) in its own process: in-process it would compete with
+    # the indexer for the GIL
     port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "hflambda.s3vectors_fake", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {"documents": len(docs), "repeats": REPEATS, "handler_docs_per_s": {}, "end_to_end_docs_per_s": {}, "detail": {}}
     try:
@@ -293,6 +352,7 @@ def main() -> dict[str, Any]:
                 result["end_to_end_docs_per_s"].setdefault(f"batch_{batch}", {})[name] = e
                 result["detail"][f"{name}_batch_{batch}"] = {"handler_runs": hs, "end_to_end_runs": es}
                 print(f"batch {batch} {name}: handler {h:.0f} docs/s, end to end {e:.0f} docs/s", flush=True)
+        result["backends"] = backend_throughput(fp32, docs, endpoint)
     finally:
         moto.terminate()
         moto.wait(10)

@@ -256,3 +256,33 @@ def start_server(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     return server, f"http://{host}:{port}"
+
+
+def main() -> None:
+    """``python -m hflambda.s3vectors_fake [--host H] [--port P]``: serve until interrupted.
+
+    Prints ``ready <url>`` once listening (for containers and other processes: bind
+    ``--host 0.0.0.0`` or the Docker bridge address to be reachable from them).
+    """
+    import argparse
+    import signal
+    import threading
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server, url = start_server(args.host, args.port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"ready {url}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
