@@ -235,7 +235,9 @@ class Soak:
         from hflambda.settings import Settings
         from hflambda.vectors import open_vector_store
 
-        store = open_vector_store(Settings(vector_uri=self.stack.env["HFLAMBDA_VECTOR_URI"]))
+        # the stack's vector backend (local folder, or --vectors aws on moto) as its functions see it
+        vector_env = {k[len("HFLAMBDA_") :].lower(): v for k, v in self.stack.env.items() if k.startswith("HFLAMBDA_VECTOR_")}
+        store = open_vector_store(Settings(**vector_env))
         lost, resurrected, stale, present, uncertain_outcomes = [], [], [], 0, 0
         for (user, doc_id), text in sorted(self.books.expected.items()):
             stored = store.get_document(user, doc_id)
