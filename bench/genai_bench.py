@@ -10,6 +10,9 @@ process with the same thread count):
 - ``ttft_s`` — time to first token: prefill of the 64-token prompt + the first new token;
 - ``decode_tok_s`` — the other 63 tokens divided by the time they took.
 
+``streaming`` serves the registry's own ``chat`` over HTTP and times the first SSE content
+chunk against the whole answer (see ``streaming()``).
+
 The random-weight model and its GenAI int4 build are cached under ``bench/.work/``
 (building takes ~30 s and a few GB of memory; the fp32 folder is ~2 GB).
 
@@ -201,6 +204,7 @@ def main() -> dict[str, Any]:
         "ttft_speedup": round(transformers["ttft_s"] / genai["ttft_s"], 2),
     }
     result["targets"] = {f"decode_speedup >= {TARGET_DECODE_SPEEDUP:g}": result["ratios"]["decode_speedup"] >= TARGET_DECODE_SPEEDUP}
+    result["streaming"] = streaming()
     save_section("generation", result)
     print(table(result))
     return result
@@ -215,11 +219,71 @@ def table(result: dict[str, Any]) -> str:
         ("transformers eager fp32", f"{hf['decode_tok_s']:.1f}", f"{hf['ttft_s']:.3f} s", f"{hf['bytes'] / 2**20:.0f} MB"),
         ("ratio", f"{result['ratios']['decode_speedup']:.1f}x", f"{result['ratios']['ttft_speedup']:.1f}x", ""),
     ]
+    stream = result.get("streaming")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     header = f"{result['model']}: {result['prompt_tokens']}-token prompt, {result['new_tokens']} new tokens, greedy, {result['threads']} threads"
+    if stream:
+        lines.append(f"served chat (uvicorn, SSE, {stream['max_tokens']} tokens): first chunk {stream['first_chunk_s']:.3f} s, whole stream {stream['total_s']:.3f} s, unstreamed answer {stream['unstreamed_s']:.3f} s")
     return "\n".join([header, *lines])
 
+
+def streaming() -> dict[str, Any]:
+    """Time to first chunk through the served API, for the registry's own ``chat`` (local profile).
+
+    The default registry warmed into bench/.work/store (as the embeddings bench does; reused),
+    ``functions.predict.app`` under uvicorn, the same greedy chat request streamed (SSE) and
+    not. ``first_chunk_s`` is request sent → first content chunk received; ``total_s`` the
+    whole stream; ``unstreamed_s`` the same request without ``stream`` (what a client waits
+    before its first byte without streaming). Median of ``RUNS`` after a warm-up request.
+    """
+    import httpx
+
+    from bench.embed_bench import warm_store
+    from hflambda.auth.devissuer import DEV_AUDIENCE, DevIssuer
+    from tests.fixtures.server import live_predict
+
+    store, registry = warm_store()
+    with DevIssuer(WORK / "stream-bench-keys").serve() as issuer:
+        env = {
+            "HFLAMBDA_MODEL_STORE": str(store), "HFLAMBDA_REGISTRY": str(registry), "HFLAMBDA_PROFILE": "local",
+            "HFLAMBDA_AUTH_ISSUER": str(issuer.issuer), "HFLAMBDA_AUTH_AUDIENCE": DEV_AUDIENCE,
+        }
+        with live_predict(env, log=WORK / "stream-bench-api.log", timeout=300) as url:
+            headers = {"authorization": f"Bearer {issuer.token('bench')}"}
+            prompt = "Write a long story about a lighthouse keeper and the storm that changed her life."
+            body = {"model": "chat", "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": NEW_TOKENS}
+            runs = []
+            with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+                for i in range(RUNS + 1):
+                    started = time.perf_counter()
+                    first = None
+                    chunks = 0
+                    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+                        if response.status_code != 200:
+                            raise RuntimeError(f"streamed request failed: {response.status_code} {response.read()[:500]!r}")
+                        for line in response.iter_lines():
+                            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+                                chunks += 1
+                                first = first or time.perf_counter() - started
+                    total = time.perf_counter() - started
+                    started = time.perf_counter()
+                    whole = client.post("/v1/chat/completions", json=body).json()
+                    unstreamed = time.perf_counter() - started
+                    if i:  # the first request is the warm-up (model load)
+                        runs.append({"first_chunk_s": first, "total_s": total, "unstreamed_s": unstreamed, "chunks": chunks, "tokens": whole["usage"]["completion_tokens"]})
+    served = [r for r in runs if r["first_chunk_s"] is not None]
+    if not served:
+        raise RuntimeError(f"no streamed content chunk arrived: {runs}")
+    return {
+        "model": "the registry's chat (local profile)",
+        "path": "uvicorn, functions.predict.app, SSE",
+        "max_tokens": NEW_TOKENS,
+        "first_chunk_s": round(median([r["first_chunk_s"] for r in served]), 4),
+        "total_s": round(median([r["total_s"] for r in served]), 4),
+        "unstreamed_s": round(median([r["unstreamed_s"] for r in served]), 4),
+        "runs": runs,
+    }
 
 if __name__ == "__main__":
     main()
