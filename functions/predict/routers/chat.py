@@ -62,6 +62,7 @@ from hflambda.generation import (
     run_chain,
     stream_chain,
 )
+from hflambda.telemetry import logger as telemetry_logger
 from hflambda.telemetry import metrics
 
 router = APIRouter(tags=["chat"])
@@ -215,6 +216,15 @@ def create_chat_completion(
     body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep, _caller: Caller
 ) -> ChatCompletionResponse | StreamingResponse:
     """Complete a chat with the alias or, failing that, its fallbacks; JSON answers and tool calls are schema-checked."""
+    # engine failures are logged by the chain, in this thread: tag them with the request id
+    telemetry_logger.thread_safe_append_keys(request_id=request_id(request))
+    try:
+        return _complete(body, request, response, pool, settings)
+    finally:
+        telemetry_logger.thread_safe_remove_keys(["request_id"])
+
+
+def _complete(body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep) -> ChatCompletionResponse | StreamingResponse:
     chat = to_chat_request(body)
     chain = chain_for(pool.registry, body.model)
     budget = request_budget(request, settings.chat_budget_seconds)
