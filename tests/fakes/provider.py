@@ -1,7 +1,8 @@
 """A local OpenAI-compatible provider on 127.0.0.1, scriptable per model id.
 
-It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions``, OpenAI error
-bodies), so hflambda's real remote client runs against it. Each provider model id gets a
+It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions``, streamed as
+SSE chunks when the request says ``stream``, OpenAI error bodies), so hflambda's real remote
+client runs against it. Each provider model id gets a
 ``Behaviour``: answer (with given content), fail with a status (404/429/500/503/400 about
 context length), hang (answer nothing for a while), or send an unreadable body. Unknown model
 ids answer 404 like a real provider. Every request is recorded.
@@ -253,7 +254,30 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             if behaviour.kind == "garbage":
                 self._send(200, None, raw=b"<html>upstream proxy error</html>")
                 return
-            self._send(200, provider._completion(model, behaviour, body))
+            completion = provider._completion(model, behaviour, body)
+            if body.get("stream"):
+                self._send_stream(completion, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+                return
+            self._send(200, completion)
+
+        def _send_stream(self, completion: dict[str, Any], *, include_usage: bool) -> None:
+            """The completion as OpenAI SSE chunks: one per word of the content, then finish, usage, [DONE]."""
+            choice = completion["choices"][0]
+            base = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+            words = str(choice["message"].get("content") or "").split(" ")
+            deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+            deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words) if w or i == 0]
+            events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+            events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+            if include_usage:
+                events.append({**base, "choices": [], "usage": completion["usage"]})
+            data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -100,6 +100,18 @@ def test_stream_falls_back_before_the_first_piece_and_reports_attempts(make_clie
     assert [(a["model"], a["ok"]) for a in trace] == [("primary", False), ("chat", True)]
 
 
+def test_remote_free_text_streams_the_providers_deltas(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+    provider.script("acme/words", Behaviour.answer("one two three four"))
+    client = make_client(remote("words", "acme/words"))
+    request = {"model": "words", "messages": HELLO, "stream": True, "stream_options": {"include_usage": True}}
+    body = [c for c in events(client.post("/v1/chat/completions", json=request).text) if isinstance(c, dict)]
+    deltas = [c["choices"][0]["delta"]["content"] for c in body if c["choices"] and c["choices"][0]["delta"].get("content")]
+    assert deltas == ["one", " two", " three", " four"]
+    assert body[-1]["usage"]["completion_tokens"] == 4
+    (sent,) = provider.chat_requests("acme/words")
+    assert sent.body is not None and sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
+
+
 def test_stream_that_no_model_answers_is_a_json_error_with_its_status(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
     provider.script("acme/broken", Behaviour.fail(500, "boom"))
     client = make_client(remote("broken", "acme/broken"))

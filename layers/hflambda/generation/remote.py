@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -183,6 +185,61 @@ class RemoteChatEngine:
         if response.status_code >= 300:
             raise _failure(response, self.spec)
         return self._parse(response)
+
+    def stream(self, request: ChatRequest, *, timeout: float) -> Iterator[str | Completion]:
+        """Free text streamed from the provider (its SSE deltas as they arrive), then the Completion.
+
+        JSON answers (a response format, tool calls) are asked for whole: the chain validates
+        them before sending a byte anyway.
+        """
+        if request.wants_json:
+            completion = self.complete(request, timeout=timeout)
+            if completion.text:
+                yield completion.text
+            yield completion
+            return
+        deadline = time.monotonic() + timeout
+        body = {**self.body(request), "stream": True, "stream_options": {"include_usage": True}}
+        where = f"provider {self.base_url} ({self.provider_model})"
+        pieces: list[str] = []
+        finish: FinishReason = "stop"
+        usage: dict[str, Any] = {}
+        try:
+            with self.client.stream(
+                "POST", f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=httpx.Timeout(timeout, connect=min(5.0, timeout))
+            ) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    raise _failure(response, self.spec)
+                for line in response.iter_lines():
+                    if time.monotonic() > deadline:
+                        raise AttemptFailed(FailureKind.TIMEOUT, f"{where} did not finish within {timeout:.1f} s")
+                    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                        continue
+                    try:
+                        event = json.loads(line[5:])
+                    except ValueError:
+                        raise AttemptFailed(FailureKind.UPSTREAM, f"{where} sent an unreadable stream event: {line[:120]!r}") from None
+                    if isinstance(event.get("usage"), dict):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            pieces.append(text)
+                            yield text
+                        if choice.get("finish_reason") == "length":
+                            finish = "length"
+        except httpx.TimeoutException:
+            raise AttemptFailed(FailureKind.TIMEOUT, f"{where} did not answer within {timeout:.1f} s") from None
+        except httpx.HTTPError as exc:
+            raise AttemptFailed(FailureKind.UPSTREAM, f"cannot reach provider {self.base_url}: {type(exc).__name__}: {exc}") from None
+        yield Completion(
+            text="".join(pieces),
+            finish_reason=finish,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            engine=f"remote {self.base_url} {self.provider_model}",
+        )
 
     def _parse(self, response: httpx.Response) -> Completion:
         try:
