@@ -238,14 +238,25 @@ class LanceVectorStore(VectorStore):
 
     # --- reads -------------------------------------------------------------------------
 
-    def _catalogue_rows(self, keys: Iterable[DocKey], *, with_text: bool = True) -> list[dict[str, Any]]:
+    def _catalogue_rows(self, keys: Iterable[DocKey], *, with_text: bool = True, row_ids: bool = False) -> list[dict[str, Any]]:
         table = self._open(CATALOGUE)
         keys = list(keys)
         if table is None or not keys:
             return []
         columns = [f.name for f in CATALOGUE_SCHEMA if with_text or f.name != "text"]
-        query = table.search().where(_keys_predicate(keys)).with_row_id(True).select(columns)
+        query = table.search().where(_keys_predicate(keys)).with_row_id(row_ids).select(columns)
         return list(query.limit(None).to_arrow().to_pylist())
+
+    def _current(self, keys: Iterable[DocKey]) -> dict[DocKey, dict[str, Any]]:
+        """The newest catalogue row per key, without text or row ids (search's cheap read:
+        asking for ``_rowid`` costs several times the query on a stable-row-id table)."""
+        table = self._open(CATALOGUE)
+        keys = list(keys)
+        if table is None or not keys:
+            return {}
+        columns = ["user_id", "document_id", "version", "deleted", "metadata", "ts"]
+        rows = table.search().where(_keys_predicate(keys)).select(columns).limit(None).to_arrow().to_pylist()
+        return self._latest(rows)
 
     @staticmethod
     def _latest(rows: Iterable[dict[str, Any]]) -> dict[DocKey, dict[str, Any]]:
@@ -504,7 +515,7 @@ class LanceVectorStore(VectorStore):
         columns = ["user_id", "document_id", "chunk", "version", "model_revision"]
         tables = self._chunk_tables()
         with ThreadPoolExecutor(max_workers=1 + len(tables)) as pool:
-            catalogue_future = pool.submit(self._catalogue_rows, keys, with_text=False)
+            catalogue_future = pool.submit(self._catalogue_rows, keys, with_text=False, row_ids=True)
             chunk_futures = [
                 (name, table, pool.submit(lambda t: t.search().where(predicate).with_row_id(True).select(columns).limit(None).to_arrow(), table))
                 for name, table in tables
@@ -598,7 +609,7 @@ class LanceVectorStore(VectorStore):
                 query = query.nprobes(20).refine_factor(4)
             rows = query.to_arrow().to_pylist()
             # the catalogue decides what is current: a chunk of another version is never shown
-            current = self._latest(self._catalogue_rows({(user_id, r["document_id"]) for r in rows}, with_text=False))
+            current = self._current({(user_id, r["document_id"]) for r in rows})
             best: dict[str, dict[str, Any]] = {}
             for row in rows:
                 doc = current.get((user_id, row["document_id"]))
