@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from rehearsal.stack import Rehearsal, RehearsalConfig
-from rehearsal.synth import is_stale, synthesize
+from rehearsal.synth import REHEARSAL_OUT, prepare
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"), help="The cloud assembly to run (default cdk.out).")
-    parser.add_argument("--no-synth", action="store_true", help="Do not synthesize a missing or stale cdk.out.")
+    parser.add_argument(
+        "--cdk-out", type=Path, default=None,
+        help="Run this cloud assembly as it is (e.g. cdk.out). Default: build/rehearsal/cdk.out, synthesized "
+        "when stale with the stand-in registry (rehearsal.synth).",
+    )  # fmt: skip
     parser.add_argument("--state", type=Path, default=Path(".hflambda/rehearsal"), help="Store, logs and issuer key.")
     parser.add_argument("--port", type=int, default=0, help="Front door port (default: a free one).")
     parser.add_argument("--issuer", default=None, help="A real issuer URL instead of the local one.")
@@ -33,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-store", action="store_true", help="Keep the store of a previous run (not a first deploy).")
     args = parser.parse_args(argv)
 
-    if not args.no_synth and is_stale(args.cdk_out):
-        print(f"synthesizing {args.cdk_out} (missing or older than cdk/, the registry or the code) ...", flush=True)
-        synthesize(args.cdk_out)
+    cdk_out = args.cdk_out
+    if cdk_out is None:
+        print(f"synthesizing {REHEARSAL_OUT} if stale (the app with the stand-in registry) ...", flush=True)
+        cdk_out = prepare(REHEARSAL_OUT)
     config = RehearsalConfig(
-        cdk_out=args.cdk_out, state=args.state, runtime=args.runtime, port=args.port, issuer=args.issuer, reset=not args.keep_store
+        cdk_out=cdk_out, state=args.state, runtime=args.runtime, port=args.port, issuer=args.issuer, reset=not args.keep_store
     )
     rehearsal = Rehearsal(config, say=lambda line: print(line, flush=True))
     stop = threading.Event()
@@ -52,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"front door: {info['api']}")
         print(f"routes: {', '.join(info['routes'])}")
         for name, function in info["functions"].items():
-            print(f"  {name}: {function['memory_mb']} MB, {function['timeout_s']} s, up to {function['max_instances']} instance(s)")
+            limit = "unreserved" if function["max_instances"] >= 1000 else f"up to {function['max_instances']} instance(s)"
+            print(f"  {name}: {function['memory_mb']} MB, {function['timeout_s']} s, {limit}")
         print(f"stand-ins: {json.dumps(info['stand_ins'])}")
         if rehearsal.issuer is not None:
             alice, bob = rehearsal.token("alice"), rehearsal.token("bob")
