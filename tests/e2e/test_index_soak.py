@@ -157,6 +157,7 @@ def soak_env(request: pytest.FixtureRequest, serve_env: Warmed, tmp_path: Path, 
     clear_caches()
 
 
+@pytest.mark.timeout(1200)  # 2,000 messages through moto on a shared 2-core machine
 def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
     started = time.monotonic()
     rng = random.Random(2024)

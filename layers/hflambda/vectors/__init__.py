@@ -57,6 +57,7 @@ class VectorStoreNotConfigured(HflambdaError):
     """The aws vector backend is selected without its bucket, index or table."""
 
     status = 503
+    code = "vector_store_not_configured"
 
 
 def open_vector_store(settings: Settings | None = None, *, uri: str | None = None) -> VectorStore:
