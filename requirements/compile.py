@@ -48,6 +48,9 @@ LAMBDA_RUNTIME = ("awslambdaric>=3,<5",)
 SERVE_BANNED = frozenset(
     canonicalize_name(n) for n in ("torch", "transformers", "optimum", "optimum-onnx", "huggingface-hub")
 )
+# Core dependencies only the CLI imports (the images ship no CLI: containers.images.DEV_ONLY),
+# cut from the serve set with whatever only they pull in (click, pygments, markdown-it, ...).
+CLI_ONLY = frozenset(canonicalize_name(n) for n in ("typer", "rich"))
 
 
 @dataclass(frozen=True)
@@ -220,11 +223,12 @@ def compile_sets(torch_index: str | None) -> dict[str, str]:
         serve = resolve(serve_roots, arch="x86_64", constraints=constraints)
     serve_keep: set[str] = set()
     for arch in ARCHES:  # keep what either architecture's markers reach
-        serve_keep |= reachable(serve, serve_roots, arch=arch, banned=SERVE_BANNED)
+        serve_keep |= reachable(serve, serve_roots, arch=arch, banned=SERVE_BANNED | CLI_ONLY)
     cut = sorted(set(serve) - serve_keep)
     notes = (
         [
-            "Cut on purpose (declared by a dependency's metadata, never imported when serving):",
+            "Cut on purpose (declared by a dependency's metadata or needed by the CLI only, never",
+            "imported when serving):",
             "  " + ", ".join(f"{serve[n].name}=={serve[n].version}" for n in cut),
         ]
         if cut
