@@ -22,9 +22,11 @@ __all__ = ["OnnxClassifier", "OnnxEmbedder", "OnnxEncoder", "buckets", "session_
 
 BATCH = 32
 # a length bucket closes when padding would exceed this share of its tokens, or at this size
-BUCKET_MAX_PADDING = 0.2
-BUCKET_MAX_TOKENS = 8192
-BUCKET_MIN_ROWS = 4
+# (measured on 100 documents of 10-400 tokens: 14.6 docs per CPU-second in 4 fixed chunks of
+# 32, 17.6 in 11 buckets at these bounds)
+BUCKET_MAX_PADDING = 0.1
+BUCKET_MAX_TOKENS = 4096
+BUCKET_MIN_ROWS = 2
 
 # graph optimization at load: an export warmup already fused (attention, LayerNorm, GELU)
 # needs only the basic passes, which keeps session creation (cold start) short
