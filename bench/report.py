@@ -70,6 +70,31 @@ def render_embeddings(emb: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_images(img: dict[str, Any]) -> list[str]:
+    """The function images: sizes, the serve/warmup ratio, cold start under the Lambda RIE."""
+    images, cold = img["images"], img["cold_start"]
+    out = [
+        f"## Images — base `{img['base']}` ({_f(img['base_mb'], 0)} MB), cold starts under the Lambda RIE (median of {img['repeats']})",
+        "",
+        "| image | uncompressed (MB) | compressed (MiB, docker save \\| gzip) | vs warmup | RIE init (ms) | first request after init (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, size in images.items():
+        ratio = f"{_f(100 * size['ratio_uncompressed'], 0)}% ({_f(100 * size['ratio_compressed'], 0)}% compressed)" if "ratio_uncompressed" in size else "—"
+        out.append(
+            f"| {name} | {_f(size['uncompressed_mb'], 0)} | {_f(size['compressed_mib'], 0)} | {ratio} | "
+            f"{_f(cold[name]['init_ms'], 0)} (max {_f(cold[name]['init_ms_max'], 0)}) | {_f(cold[name]['first_request_ms'], 0)} |"
+        )
+    out += [
+        "",
+        "Largest in the serving image's /var/task (MiB): " + ", ".join(f"{n} {_f(m)}" for n, m in img["serve_largest_mib"]),
+        "",
+        "Largest in the warmup image's /var/task (MiB): " + ", ".join(f"{n} {_f(m)}" for n, m in img["warmup_largest_mib"]),
+        "",
+    ]
+    return out
+
+
 def _yes(targets: dict[str, bool], key: str) -> str:
     return "yes" if targets.get(key) else "no"
 
@@ -128,6 +153,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{_f(row['search_p95_ms'])} | {_f(row['peak_rss_mb'], 0)} | {_f(row.get('top10_overlap'), 3)} |"
             )
         out.append("")
+    if img := results.get("images"):
+        out += render_images(img)
     return "\n".join(out)
 
 
