@@ -110,9 +110,10 @@ demo: install
 # --- rehearsal (issue 12) ---------------------------------------------------------------
 .PHONY: rehearse rehearse-test
 
-## make rehearse: run the synthesized stack (cdk.out/, synthesized first when missing or
-## stale) locally with the three real images under the Lambda RIE and moto; prints the front
-## door URL and tokens, stays up until Ctrl-C (stdin: warmup | token [sub] | status | quit).
+## make rehearse: run the synthesized stack (build/rehearsal/cdk.out, synthesized first when
+## missing or stale; docs/deploy.md) locally with the three real images under the Lambda RIE
+## and moto; prints the front door URL and tokens, stays up until Ctrl-C (stdin: warmup |
+## token [sub] | status | quit).
 rehearse: install
 	$(PY) -m rehearsal
 
