@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-SUITES = ["embed_bench", "index_bench", "peers_bench", "genai_bench", "image_bench"]
+SUITES = ["embed_bench", "index_bench", "peers_bench", "genai_bench", "quality_bench", "image_bench"]
 
 
 def main() -> None:
