@@ -118,7 +118,7 @@ class PredictApi(Construct):
         nag.acknowledge(
             health,
             "AwsSolutions-APIG4",
-            "GET /health is the unauthenticated liveness probe by design (ARCHITECTURE.md); it "
+            "GET /health is the unauthenticated liveness probe by design (docs/architecture.md); it "
             "returns model readiness only, no user data. Every other route has the JWT authorizer.",
         )
 

@@ -44,7 +44,7 @@ GLIBC_MINOR = 36  # Debian 12 bookworm, the base of python:3.11-slim-bookworm (c
 ARCHES = ("x86_64", "aarch64")
 # The images start from a plain Python base, so they bring their own Lambda runtime client.
 LAMBDA_RUNTIME = ("awslambdaric>=3,<5",)
-# Never in the serve set (ARCHITECTURE.md: compile at warmup, serve lean).
+# Never in the serve set (docs/architecture.md: compile at warmup, serve lean).
 SERVE_BANNED = frozenset(
     canonicalize_name(n) for n in ("torch", "transformers", "optimum", "optimum-onnx", "huggingface-hub")
 )

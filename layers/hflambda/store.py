@@ -1,6 +1,6 @@
 """The model store: verified, atomically published model revisions.
 
-Layout (ARCHITECTURE.md)::
+Layout (docs/architecture.md)::
 
     <root>/<alias>/<revision>/          exported files + manifest.json
     <root>/<alias>/CURRENT              names the live revision directory (atomic replace)
