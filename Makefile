@@ -35,8 +35,8 @@ test: install lint
 	$(PY) -m pytest -q --durations=15
 
 lint: install
-	$(VENV)/bin/ruff check layers functions tests cdk bench containers
-	$(VENV)/bin/mypy layers/hflambda functions containers
+	$(VENV)/bin/ruff check layers functions tests cdk bench containers rehearsal
+	$(VENV)/bin/mypy layers/hflambda functions containers rehearsal
 
 unit: install
 	$(PY) -m pytest -q tests/unit
