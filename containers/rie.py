@@ -314,13 +314,16 @@ def run_function(
     engine: Engine | None = None,
     arch: str = "x86_64",
     start_timeout_s: float = 30.0,
+    cpus: float | None = None,
+    cpuset: str | None = None,
 ) -> Iterator[LambdaContainer]:
     """Start ``image`` under the RIE with Lambda's constraints; remove the container on exit.
 
     ``handler`` overrides the image's command (Lambda's ImageConfig.Command, which CDK sets);
     ``env`` is the function's environment (the RIE adds nothing, Lambda's own variables come
     from :func:`lambda_env`). The container is not started with ``--rm``: logs and ``docker
-    diff`` stay readable until the context exits.
+    diff`` stay readable until the context exits. ``cpus`` (docker ``--cpus``, a CFS quota)
+    and ``cpuset`` (``--cpuset-cpus``, the affinity mask) limit the CPUs the function gets.
     """
     engine = engine or require_engine()
     rie = rie_binary(arch)
@@ -337,6 +340,10 @@ def run_function(
     args += ["--tmpfs", f"/tmp:rw,exec,size={tmp_mb}m,mode=1777"]
     if read_only:
         args.append("--read-only")
+    if cpus is not None:
+        args += ["--cpus", str(cpus)]
+    if cpuset is not None:
+        args += ["--cpuset-cpus", cpuset]
     if user:
         args += ["--user", user]
     args += ["--mount", Mount(rie, RIE_IN_CONTAINER).arg()]

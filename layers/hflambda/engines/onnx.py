@@ -17,6 +17,7 @@ from tokenizers import Encoding, Tokenizer
 from hflambda.errors import BadInput, StoreCorrupt
 from hflambda.runtime import available_cpus
 from hflambda.store import PublishedModel
+from hflambda.telemetry import logger
 
 __all__ = ["OnnxClassifier", "OnnxEmbedder", "OnnxEncoder", "buckets", "session_options"]
 
@@ -99,9 +100,17 @@ class OnnxEncoder:
         self._truncator: Tokenizer | None = None
         graph = model.manifest.info.get("graph") or {}
         self.session_level = str(graph.get("session_optimization", "all"))
-        self.session = ort.InferenceSession(
-            str(onnx_file), sess_options=session_options(threads, self.session_level), providers=["CPUExecutionProvider"]
-        )
+        options = session_options(threads, self.session_level)
+        self.session = ort.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+        # what the session really runs with (the image tier asserts it under a CPU limit)
+        self.session_settings = {
+            "intra_op_threads": options.intra_op_num_threads,
+            "inter_op_threads": options.inter_op_num_threads,
+            "intra_op_spinning": options.get_session_config_entry("session.intra_op.allow_spinning") != "0",
+            "inter_op_spinning": options.get_session_config_entry("session.inter_op.allow_spinning") != "0",
+            "optimization": self.session_level,
+        }
+        logger.info("onnx session created", extra={"model": self.alias, **self.session_settings})
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._memory = sum(e.size for e in model.manifest.files.values())
