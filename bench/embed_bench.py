@@ -384,7 +384,10 @@ def main() -> dict[str, Any]:
         "cold_start_handler_s": {"median": median(cold_handler), "runs": cold_handler},
         "graph_variants": variants,
         "versions": versions,
-        "note": "2 shared cores, ~7 engineers' jobs running: absolute figures are noisy; compare ratios within this run.",
+        "note": (
+            f"load average {os.getloadavg()[2]:.1f} over the last 15 min (this run included) on "
+            f"{os.cpu_count()} cores: absolute figures move with other work; compare ratios within this run."
+        ),
     }
     save_section("embeddings", result)
     return result
