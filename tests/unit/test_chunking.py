@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tokenizers import Tokenizer
 
-from hflambda.indexing import TokenChunker, chunk_text
+from hflambda.chunking import TokenChunker, chunk_text
 from tests.fakes.embedder import minilm_tokenizer
 
 
