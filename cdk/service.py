@@ -150,7 +150,8 @@ class ServiceStack(Stack):
             sizing=FunctionSizing(
                 memory_mb=config.index_memory_mb, timeout=Duration.seconds(config.index_timeout_s)
             ),
-            environment=common | powertools_env("index", tracing=config.tracing),
+            # batches of documents: parallel one-CPU runs over length buckets (see ort_mode)
+            environment=common | settings_env(ort_mode="throughput") | powertools_env("index", tracing=config.tracing),
             subnets=serving_subnets,
             writable_store=False,
             store=store,

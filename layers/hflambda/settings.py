@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     ort_threads: int = Field(
         0, description="onnxruntime intra-op threads (0: the CPUs this process may use)."
     )
+    ort_mode: Literal["latency", "throughput"] = Field(
+        "latency",
+        description=(
+            "How encoder models use the CPUs: latency (one run at a time on every CPU; predict) or "
+            "throughput (one-CPU runs over a call's length buckets, as many at once as there are CPUs; "
+            "the index function)."
+        ),
+    )
     max_batch: int = Field(256, description="Most inputs of one /v1/models/{alias}/predict request (/v1/embeddings: OpenAI's 2,048, within 6 MB).")
     max_body_bytes: int = Field(
         1_048_576, description="Largest request body accepted by the predict API."

@@ -40,13 +40,13 @@ Loader = Callable[[ModelSpec, PublishedModel, Settings], Any]
 def _load_embedder(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Embedder:
     from hflambda.engines.onnx import OnnxEmbedder
 
-    return OnnxEmbedder(model, max_tokens=serving_max_tokens(spec, model), pooling=spec.pooling, normalize=spec.normalize, threads=settings.ort_threads)
+    return OnnxEmbedder(model, max_tokens=serving_max_tokens(spec, model), pooling=spec.pooling, normalize=spec.normalize, threads=settings.ort_threads, mode=settings.ort_mode)
 
 
 def _load_classifier(spec: ModelSpec, model: PublishedModel, settings: Settings) -> TextClassifier:
     from hflambda.engines.onnx import OnnxClassifier
 
-    return OnnxClassifier(model, max_tokens=serving_max_tokens(spec, model), threads=settings.ort_threads)
+    return OnnxClassifier(model, max_tokens=serving_max_tokens(spec, model), threads=settings.ort_threads, mode=settings.ort_mode)
 
 
 def _load_generator(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Any:
