@@ -86,6 +86,11 @@ requirements: install
 requirements-check: install
 	$(PY) requirements/compile.py --check
 
+## make docs: regenerate docs/deploy.md's settings table from the fields of cdk/config.py.
+.PHONY: docs
+docs: install
+	$(PY) -m cdk.config --write-docs
+
 ## make cdk-cli: the CDK CLI (npm, pinned in package.json) for `npx cdk deploy`.
 cdk-cli:
 	npm ci --no-audit --no-fund
