@@ -32,8 +32,8 @@ DOCUMENTS = 300
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
 PEERS = ["hflambda-fp32", "hflambda-int8", "fastembed", "fastembed-fused", "st-onnx", "st-onnx-int8", "st-torch"]
 LABELS = {
-    "hflambda-fp32": "hflambda fp32 (fused graph)",
-    "hflambda-int8": "hflambda int8 (fused, then quantized)",
+    "hflambda-fp32": "hflambda fp32 (fused graph; index workload in the index function's throughput mode)",
+    "hflambda-int8": "hflambda int8 (fused, then quantized; index workload in throughput mode)",
     "fastembed": "fastembed fp32, the ONNX file warmup exports (unfused)",
     "fastembed-fused": "fastembed fp32, hflambda's fused model.onnx",
     "st-onnx": 'sentence-transformers backend="onnx" fp32',
