@@ -82,6 +82,36 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+# PyJWT's errors that need no detail from the error itself, in our words. The classes are
+# disjoint, except that InvalidSignatureError is a DecodeError: this table is looked at first.
+_FIXED_REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.InvalidSignatureError, "invalid signature"),
+    (jwt.InvalidAlgorithmError, f"alg not allowed ({ALGORITHM} only)"),
+    (jwt.InvalidIssuedAtError, "invalid iat claim"),
+    (jwt.exceptions.InvalidSubjectError, "invalid sub claim"),
+    (jwt.exceptions.InvalidJTIError, "invalid jti claim"),
+)
+
+
+def _immature_reason(message: str) -> str:
+    """An ``ImmatureSignatureError``: which claim is in the future."""
+    if "(iat)" in message:
+        return "token issued in the future (iat)"
+    if "(nbf)" in message:
+        return "token not yet valid (nbf)"
+    return "token not yet valid"
+
+
+def _decode_reason(message: str) -> str:
+    """A ``DecodeError``: a time claim that is not a number, or a malformed token."""
+    for claim in _TIME_CLAIMS:
+        if f"({claim})" in message:
+            return f"invalid {claim} claim"
+    return "malformed token"
+
+
 class Verifier:
     """Verifies bearer tokens of one issuer against its JWKS."""
 
@@ -153,36 +183,18 @@ class Verifier:
     def _describe(self, exc: jwt.InvalidTokenError) -> str:
         """Which check failed, in words we choose (PyJWT messages are not shown)."""
         message = str(exc)
-        if isinstance(exc, jwt.ExpiredSignatureError):
-            return "token expired"
         if isinstance(exc, jwt.ImmatureSignatureError):
-            if "(iat)" in message:
-                return "token issued in the future (iat)"
-            if "(nbf)" in message:
-                return "token not yet valid (nbf)"
-            return "token not yet valid"
+            return _immature_reason(message)
         if isinstance(exc, jwt.MissingRequiredClaimError):
             claim = exc.claim if exc.claim in (*REQUIRED_CLAIMS, "aud") else "required"
             return f"missing {claim} claim"
-        if isinstance(exc, jwt.InvalidIssuerError):
-            return "wrong issuer"
         if isinstance(exc, jwt.InvalidAudienceError):
             return "audience mismatch" if self.audience else "token has an audience but none is configured"
-        if isinstance(exc, jwt.InvalidSignatureError):
-            return "invalid signature"
-        if isinstance(exc, jwt.InvalidAlgorithmError):
-            return f"alg not allowed ({ALGORITHM} only)"
-        if isinstance(exc, jwt.InvalidIssuedAtError):
-            return "invalid iat claim"
-        if isinstance(exc, jwt.exceptions.InvalidSubjectError):
-            return "invalid sub claim"
-        if isinstance(exc, jwt.exceptions.InvalidJTIError):
-            return "invalid jti claim"
+        for kind, reason in _FIXED_REASONS:
+            if isinstance(exc, kind):
+                return reason
         if isinstance(exc, jwt.DecodeError):
-            for claim in _TIME_CLAIMS:
-                if f"({claim})" in message:
-                    return f"invalid {claim} claim"
-            return "malformed token"
+            return _decode_reason(message)
         return "invalid token"
 
     def _check_claims(self, claims: Mapping[str, Any]) -> None:
