@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, cast
 
 from hflambda.engines.base import ClassificationResult, Embedder, Engine, TextClassifier
 from hflambda.errors import HflambdaError, ModelNotReady
@@ -34,7 +33,7 @@ __all__ = [
     "get_registry",
 ]
 
-Loader = Callable[[ModelSpec, PublishedModel, Settings], Any]
+Loader = Callable[[ModelSpec, PublishedModel, Settings], Engine]
 
 
 def _load_embedder(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Embedder:
@@ -49,7 +48,7 @@ def _load_classifier(spec: ModelSpec, model: PublishedModel, settings: Settings)
     return OnnxClassifier(model, max_tokens=serving_max_tokens(spec, model), threads=settings.ort_threads, mode=settings.ort_mode)
 
 
-def _load_generator(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Any:
+def _load_generator(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Engine:
     from hflambda.generation.local import LocalChatEngine
 
     return LocalChatEngine(spec, model, threads=settings.ort_threads)
@@ -62,6 +61,11 @@ LOADERS: dict[Task, Loader] = {
     Task.TEXT_GENERATION: _load_generator,
 }
 
+
+
+def _wrong_engine(alias: str, engine: Engine, protocol: str) -> ModelNotReady:
+    """A loader that returned the wrong kind of engine: a bug in this image, said as such."""
+    return ModelNotReady(alias, f"its loader returned {type(engine).__name__}, which is not an {protocol}")
 
 
 @dataclass
@@ -80,7 +84,7 @@ class ModelPool:
         self.registry = registry
         self.store = store
         self.settings = settings
-        self._engines: OrderedDict[str, Any] = OrderedDict()
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._lock = threading.RLock()
         self.records: dict[str, LoadRecord] = {}
         budget_mb = settings.model_memory_budget_mb or int((function_memory_mb() or 4096) * 0.6)
@@ -91,7 +95,7 @@ class ModelPool:
         """Aliases in memory, least recently used first."""
         return list(self._engines)
 
-    def get(self, alias: str, task: Task | None = None) -> Any:
+    def get(self, alias: str, task: Task | None = None) -> Engine:
         """The engine for ``alias`` (ModelNotFound / ModelNotReady when it cannot be had)."""
         spec = self.registry.get(alias, task=task)
         with self._lock:
@@ -103,18 +107,24 @@ class ModelPool:
 
     def embedder(self, alias: str) -> Embedder:
         """The embeddings engine for ``alias`` (ModelNotFound if it is another task)."""
-        return cast(Embedder, self.get(alias, Task.EMBEDDINGS))
+        engine = self.get(alias, Task.EMBEDDINGS)
+        if not isinstance(engine, Embedder):
+            raise _wrong_engine(alias, engine, "Embedder")
+        return engine
 
     def classifier(self, alias: str) -> TextClassifier:
         """The text-classification engine for ``alias``."""
-        return cast(TextClassifier, self.get(alias, Task.TEXT_CLASSIFICATION))
+        engine = self.get(alias, Task.TEXT_CLASSIFICATION)
+        if not isinstance(engine, TextClassifier):
+            raise _wrong_engine(alias, engine, "TextClassifier")
+        return engine
 
-    def _still_current(self, alias: str, engine: Any) -> bool:
+    def _still_current(self, alias: str, engine: Engine) -> bool:
         # a new revision published by warmup is picked up on the next request
         name = self.store.current_name(alias)
         return name is None or engine.model.path.name == name
 
-    def _load(self, spec: ModelSpec) -> Any:
+    def _load(self, spec: ModelSpec) -> Engine:
         loader = LOADERS.get(spec.task)
         if loader is None:
             raise ModelNotReady(spec.alias, f"no engine for task {spec.task.value} in this image")
