@@ -133,11 +133,16 @@ def _exhausted(attempts: list[Attempt]) -> FallbackExhausted:
     return FallbackExhausted(pairs, status=exhausted_status(attempts))
 
 
-def _budget(spec: ModelSpec, deadline: float, budget_seconds: float, clock: Callable[[], float]) -> float | Attempt:
-    remaining = deadline - clock()
-    if remaining < MIN_ATTEMPT_SECONDS:
-        return Attempt(spec.alias, False, 0.0, FailureKind.SKIPPED, f"not tried: {budget_seconds:g} s request budget spent")
-    return min(spec.timeout_seconds, remaining)
+def _within_budget(chain: list[ModelSpec], attempts: list[Attempt], budget_seconds: float, clock: Callable[[], float]) -> Iterator[tuple[ModelSpec, float]]:
+    """Each model of ``chain`` with its timeout while the request budget lasts; one it cannot
+    reach any more is recorded in ``attempts`` as skipped."""
+    deadline = clock() + budget_seconds
+    for spec in chain:
+        remaining = deadline - clock()
+        if remaining < MIN_ATTEMPT_SECONDS:
+            attempts.append(Attempt(spec.alias, False, 0.0, FailureKind.SKIPPED, f"not tried: {budget_seconds:g} s request budget spent"))
+            continue
+        yield spec, min(spec.timeout_seconds, remaining)
 
 
 def run_chain(
@@ -150,13 +155,8 @@ def run_chain(
 ) -> ChainResult:
     """The first answer in ``chain`` that passes validation; FallbackExhausted listing every attempt
     (ContextLengthExceeded, a 400, when the prompt fits no model of the chain)."""
-    deadline = clock() + budget_seconds
     attempts: list[Attempt] = []
-    for spec in chain:
-        timeout = _budget(spec, deadline, budget_seconds, clock)
-        if isinstance(timeout, Attempt):
-            attempts.append(timeout)
-            continue
+    for spec, timeout in _within_budget(chain, attempts, budget_seconds, clock):
         started = clock()
         try:
             completion = _engine(engine_for, spec).complete(request, timeout=timeout)
@@ -199,13 +199,8 @@ def stream_chain(
     answers when one is invalid. When no model answers, the first ``next()`` raises
     FallbackExhausted, before anything was sent.
     """
-    deadline = clock() + budget_seconds
     attempts: list[Attempt] = []
-    for spec in chain:
-        timeout = _budget(spec, deadline, budget_seconds, clock)
-        if isinstance(timeout, Attempt):
-            attempts.append(timeout)
-            continue
+    for spec, timeout in _within_budget(chain, attempts, budget_seconds, clock):
         started = clock()
         parsed: Any = None
         try:
