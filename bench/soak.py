@@ -37,6 +37,8 @@ CLIENTS = int(os.environ.get("SOAK_CLIENTS", "4"))
 DRAIN_SECONDS = 150.0
 WORDS = "lambda onnx warmup index vector search queue token model revision store latency cache shard batch".split()
 ERROR_KEYS = {"type", "message", "param", "details", "request_id"}
+# What each soak client does, drawn with these weights (the order is the draw's: keep it).
+OPERATION_WEIGHTS = {"embed": 25, "predict": 15, "search": 20, "upsert": 20, "delete": 5, "chat": 15}
 
 
 @dataclass
@@ -52,6 +54,17 @@ class Books:
     # outcomes an unacknowledged request may still have caused (the API died after sending)
     uncertain: dict[tuple[str, str], set[str | None]] = field(default_factory=lambda: defaultdict(set))
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class ClientState:
+    """One soak client: its seeded draws, its user, the documents it has written so far."""
+
+    number: int
+    rng: random.Random
+    user: str
+    docs: list[str] = field(default_factory=list)
+    counter: int = 0
 
 
 @dataclass
@@ -104,58 +117,78 @@ class Soak:
         return response
 
     def client_loop(self, number: int) -> None:
-        rng = random.Random(number)
-        user = f"soak-user-{number}"
-        docs: list[str] = []
-        headers = {"authorization": f"Bearer {self.token(user)}"}
+        state = ClientState(number=number, rng=random.Random(number), user=f"soak-user-{number}")
+        headers = {"authorization": f"Bearer {self.token(state.user)}"}
+        operations = {
+            "embed": self.embed,
+            "predict": self.predict,
+            "search": self.search,
+            "upsert": self.upsert,
+            "delete": self.delete,
+            "chat": self.chat,
+        }
         with httpx.Client(base_url=self.api, headers=headers, timeout=40) as client:
-            counter = 0
             while not self.stop.is_set():
-                op = rng.choices(["embed", "predict", "search", "upsert", "delete", "chat"], weights=[25, 15, 20, 20, 5, 15])[0]
-                if op == "embed":
-                    self.request(client, "POST /v1/embeddings", "POST", "/v1/embeddings", json={"input": [" ".join(rng.choices(WORDS, k=8)) for _ in range(rng.randint(1, 8))], "model": rng.choice(["embed", "embed-int8"])})
-                elif op == "predict":
-                    self.request(client, "POST /v1/models/{alias}/predict", "POST", "/v1/models/classify/predict", json={"inputs": [" ".join(rng.choices(WORDS, k=6))], "top_k": 2})
-                elif op == "search":
-                    self.request(client, "POST /v1/search", "POST", "/v1/search", json={"query": " ".join(rng.choices(WORDS, k=4)), "top_k": 5})
-                elif op == "upsert":
-                    batch = []
-                    for _ in range(rng.randint(1, 5)):
-                        if docs and rng.random() < 0.3:
-                            doc_id = rng.choice(docs)  # an update of an existing document
-                        else:
-                            counter += 1
-                            doc_id = f"doc-{number}-{counter}"
-                            docs.append(doc_id)
-                        text = f"{doc_id} " + " ".join(rng.choices(WORDS, k=rng.randint(5, 60)))
-                        batch.append({"id": doc_id, "text": text, "metadata": {"client": number}})
-                    batch = list({d["id"]: d for d in batch}.values())  # one version per document per request
-                    response = self.request(client, "POST /v1/documents", "POST", "/v1/documents", json={"documents": batch})
-                    by_id = {d["id"]: d["text"] for d in batch}
-                    with self.books.lock:
-                        if response is not None and response.status_code == 202:
-                            for status in response.json()["documents"]:
-                                if status["status"] == "queued":
-                                    self.books.expected[(user, status["id"])] = by_id[status["id"]]
-                                    self.books.uncertain.pop((user, status["id"]), None)
-                        elif response is None or response.status_code >= 500:
-                            for doc_id, text in by_id.items():
-                                self.books.uncertain[(user, doc_id)].add(text)
-                elif op == "delete" and docs:
-                    doc_id = rng.choice(docs)
-                    response = self.request(client, "DELETE /v1/documents/{id}", "DELETE", f"/v1/documents/{doc_id}")
-                    with self.books.lock:
-                        if response is not None and response.status_code == 202:
-                            self.books.expected[(user, doc_id)] = None
-                            self.books.uncertain.pop((user, doc_id), None)
-                        elif response is None or response.status_code >= 500:
-                            self.books.uncertain[(user, doc_id)].add(None)
-                elif op == "chat":
-                    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
-                    self.request(client, "POST /v1/chat/completions", "POST", "/v1/chat/completions", json={
-                        "model": "chat", "max_tokens": 24, "messages": [{"role": "user", "content": " ".join(rng.choices(WORDS, k=6))}],
-                        "response_format": {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
-                    })
+                op = state.rng.choices(list(OPERATION_WEIGHTS), weights=list(OPERATION_WEIGHTS.values()))[0]
+                operations[op](client, state)
+
+    # --- the client operations (one request each; ``state`` is the calling client's) --------
+
+    def embed(self, client: httpx.Client, state: ClientState) -> None:
+        rng = state.rng
+        self.request(client, "POST /v1/embeddings", "POST", "/v1/embeddings", json={"input": [" ".join(rng.choices(WORDS, k=8)) for _ in range(rng.randint(1, 8))], "model": rng.choice(["embed", "embed-int8"])})
+
+    def predict(self, client: httpx.Client, state: ClientState) -> None:
+        self.request(client, "POST /v1/models/{alias}/predict", "POST", "/v1/models/classify/predict", json={"inputs": [" ".join(state.rng.choices(WORDS, k=6))], "top_k": 2})
+
+    def search(self, client: httpx.Client, state: ClientState) -> None:
+        self.request(client, "POST /v1/search", "POST", "/v1/search", json={"query": " ".join(state.rng.choices(WORDS, k=4)), "top_k": 5})
+
+    def upsert(self, client: httpx.Client, state: ClientState) -> None:
+        rng, number, docs = state.rng, state.number, state.docs
+        batch = []
+        for _ in range(rng.randint(1, 5)):
+            if docs and rng.random() < 0.3:
+                doc_id = rng.choice(docs)  # an update of an existing document
+            else:
+                state.counter += 1
+                doc_id = f"doc-{number}-{state.counter}"
+                docs.append(doc_id)
+            text = f"{doc_id} " + " ".join(rng.choices(WORDS, k=rng.randint(5, 60)))
+            batch.append({"id": doc_id, "text": text, "metadata": {"client": number}})
+        batch = list({d["id"]: d for d in batch}.values())  # one version per document per request
+        response = self.request(client, "POST /v1/documents", "POST", "/v1/documents", json={"documents": batch})
+        by_id = {d["id"]: d["text"] for d in batch}
+        user = state.user
+        with self.books.lock:
+            if response is not None and response.status_code == 202:
+                for status in response.json()["documents"]:
+                    if status["status"] == "queued":
+                        self.books.expected[(user, status["id"])] = by_id[status["id"]]
+                        self.books.uncertain.pop((user, status["id"]), None)
+            elif response is None or response.status_code >= 500:
+                for doc_id, text in by_id.items():
+                    self.books.uncertain[(user, doc_id)].add(text)
+
+    def delete(self, client: httpx.Client, state: ClientState) -> None:
+        if not state.docs:
+            return
+        doc_id = state.rng.choice(state.docs)
+        response = self.request(client, "DELETE /v1/documents/{id}", "DELETE", f"/v1/documents/{doc_id}")
+        user = state.user
+        with self.books.lock:
+            if response is not None and response.status_code == 202:
+                self.books.expected[(user, doc_id)] = None
+                self.books.uncertain.pop((user, doc_id), None)
+            elif response is None or response.status_code >= 500:
+                self.books.uncertain[(user, doc_id)].add(None)
+
+    def chat(self, client: httpx.Client, state: ClientState) -> None:
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+        self.request(client, "POST /v1/chat/completions", "POST", "/v1/chat/completions", json={
+            "model": "chat", "max_tokens": 24, "messages": [{"role": "user", "content": " ".join(state.rng.choices(WORDS, k=6))}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
+        })
 
     # --- faults ---------------------------------------------------------------------------
 

@@ -83,14 +83,32 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
     Names the template leaves to CloudFormation get a random suffix, as CloudFormation gives
     them (so two rehearsals in one process, which share moto's state, never collide).
     """
-    suffix = secrets.token_hex(4).upper()
+    providers = _MotoProviders(moto, store_root)
+    return {
+        "AWS::SQS::Queue": providers.queue,
+        "AWS::SecretsManager::Secret": providers.secret,
+        "AWS::S3::Bucket": providers.bucket,
+        "AWS::DynamoDB::Table": providers.table,
+        "AWS::S3Vectors::VectorBucket": providers.vector_bucket,
+        "AWS::S3Vectors::Index": providers.vector_index,
+        "AWS::EFS::AccessPoint": providers.access_point,
+    }
 
-    def _name(stack: Stack, logical: str, limit: int) -> str:
-        return f"{stack.name}-{logical}"[: limit - 9] + f"-{suffix}"
 
-    def queue(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
-        sqs = moto.client("sqs")
-        name = str(props.get("QueueName") or _name(stack, logical, 80 - (5 if props.get("FifoQueue") else 0)))
+class _MotoProviders:
+    """One provider per resource type (bound methods), sharing the moto server and the name suffix."""
+
+    def __init__(self, moto: Moto, store_root: Path) -> None:
+        self.moto = moto
+        self.store_root = store_root
+        self.suffix = secrets.token_hex(4).upper()
+
+    def _name(self, stack: Stack, logical: str, limit: int) -> str:
+        return f"{stack.name}-{logical}"[: limit - 9] + f"-{self.suffix}"
+
+    def queue(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+        sqs = self.moto.client("sqs")
+        name = str(props.get("QueueName") or self._name(stack, logical, 80 - (5 if props.get("FifoQueue") else 0)))
         if props.get("FifoQueue") and not name.endswith(".fifo"):
             name += ".fifo"
         attributes: dict[str, str] = {}
@@ -108,7 +126,7 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return Physical(str(url), {"Arn": arn, "QueueName": name, "QueueUrl": url})
 
-    def secret(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+    def secret(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
         value = props.get("SecretString")
         if value is None:
             generate = props.get("GenerateSecretString") or {}
@@ -119,13 +137,13 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
                 if template and generate.get("GenerateStringKey")
                 else generated
             )
-        name = str(props.get("Name") or _name(stack, logical, 256))
-        arn = moto.client("secretsmanager").create_secret(Name=name, SecretString=str(value))["ARN"]
+        name = str(props.get("Name") or self._name(stack, logical, 256))
+        arn = self.moto.client("secretsmanager").create_secret(Name=name, SecretString=str(value))["ARN"]
         return Physical(str(arn), {"Id": arn})
 
-    def bucket(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
-        name = str(props.get("BucketName") or _name(stack, logical, 63).lower())
-        s3 = moto.client("s3")
+    def bucket(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+        name = str(props.get("BucketName") or self._name(stack, logical, 63).lower())
+        s3 = self.moto.client("s3")
         try:
             s3.create_bucket(Bucket=name)
         except s3.exceptions.ClientError as exc:  # a fixed name another rehearsal in this process created
@@ -140,8 +158,8 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
             },
         )
 
-    def table(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
-        name = str(props.get("TableName") or _name(stack, logical, 255))
+    def table(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+        name = str(props.get("TableName") or self._name(stack, logical, 255))
         request: dict[str, Any] = {
             "TableName": name,
             "KeySchema": props["KeySchema"],
@@ -155,14 +173,14 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
         for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
             if props.get(key):
                 request[key] = props[key]
-        created = moto.client("dynamodb").create_table(**request)["TableDescription"]
+        created = self.moto.client("dynamodb").create_table(**request)["TableDescription"]
         if (props.get("TimeToLiveSpecification") or {}).get("Enabled"):
-            moto.client("dynamodb").update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+            self.moto.client("dynamodb").update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
         return Physical(name, {"Arn": created["TableArn"], "StreamArn": created.get("LatestStreamArn", "")})
 
-    def vector_bucket(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
-        name = str(props.get("VectorBucketName") or _name(stack, logical, 63).lower())
-        client = moto.client("s3vectors")
+    def vector_bucket(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+        name = str(props.get("VectorBucketName") or self._name(stack, logical, 63).lower())
+        client = self.moto.client("s3vectors")
         try:
             client.create_vector_bucket(vectorBucketName=name)
         except client.exceptions.ClientError as exc:  # a fixed name another rehearsal in this process created
@@ -171,9 +189,9 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
         arn = client.get_vector_bucket(vectorBucketName=name)["vectorBucket"]["vectorBucketArn"]
         return Physical(str(arn), {"VectorBucketArn": arn, "VectorBucketName": name, "CreationTime": ""})
 
-    def vector_index(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
-        client = moto.client("s3vectors")
-        name = str(props.get("IndexName") or _name(stack, logical, 63).lower())
+    def vector_index(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+        client = self.moto.client("s3vectors")
+        name = str(props.get("IndexName") or self._name(stack, logical, 63).lower())
         request: dict[str, Any] = {
             "indexName": name,
             "dataType": str(props.get("DataType", "float32")),
@@ -190,13 +208,13 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
         arn = f"arn:{PARTITION}:s3vectors:{REGION}:{ACCOUNT}:bucket/{bucket_name}/index/{name}"
         return Physical(arn, {"IndexArn": arn, "IndexName": name})
 
-    def access_point(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+    def access_point(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
         from rehearsal.template import _placeholder
 
         physical = _placeholder(stack, logical, "AWS::EFS::AccessPoint")
         root = props.get("RootDirectory") or {}
         creation = root.get("CreationInfo") or {}
-        directory = store_root / str(root.get("Path", "/")).strip("/")
+        directory = self.store_root / str(root.get("Path", "/")).strip("/")
         directory.mkdir(parents=True, exist_ok=True)
         if creation:
             os.chmod(directory, int(str(creation.get("Permissions", "755")), 8))
@@ -204,16 +222,6 @@ def aws_providers(moto: Moto, store_root: Path) -> dict[str, Provider]:
                 os.chown(directory, int(creation["OwnerUid"]), int(creation["OwnerGid"]))
         physical.attrs["LocalPath"] = str(directory)
         return physical
-
-    return {
-        "AWS::SQS::Queue": queue,
-        "AWS::SecretsManager::Secret": secret,
-        "AWS::S3::Bucket": bucket,
-        "AWS::DynamoDB::Table": table,
-        "AWS::S3Vectors::VectorBucket": vector_bucket,
-        "AWS::S3Vectors::Index": vector_index,
-        "AWS::EFS::AccessPoint": access_point,
-    }
 
 
 # The resource types the rehearsal creates before anything runs (everything a function may

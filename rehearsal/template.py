@@ -269,49 +269,10 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
-            if key == "Ref":
-                return self.ref(stack, arg)
-            if key == "Fn::GetAtt":
-                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.get_att(stack, logical, attribute)
-            if key == "Fn::Join":
-                sep, parts = arg
-                return str(sep).join(str(self.resolve(stack, p)) for p in self.resolve_list(stack, parts))
-            if key == "Fn::Sub":
-                return self._sub(stack, arg)
-            if key == "Fn::Select":
-                index, items = arg
-                return self.resolve_list(stack, items)[int(self.resolve(stack, index))]
-            if key == "Fn::Split":
-                sep, text = arg
-                return str(self.resolve(stack, text)).split(sep)
-            if key == "Fn::ImportValue":
-                name = self.resolve(stack, arg)
-                if name not in self._exports:
-                    raise TemplateError(f"{stack.name}: Fn::ImportValue {name!r} is exported by no stack")
-                exporter, expression = self._exports[name]
-                return self.resolve(exporter, expression)
-            if key == "Fn::If":
-                name, yes, no = arg
-                return self.resolve(stack, yes if self.condition(stack, name) else no)
-            if key == "Fn::Equals":
-                left, right = (self.resolve(stack, a) for a in arg)
-                return left == right
-            if key == "Fn::Not":
-                return not self.resolve(stack, arg[0])
-            if key == "Fn::And":
-                return all(self.resolve(stack, a) for a in arg)
-            if key == "Fn::Or":
-                return any(self.resolve(stack, a) for a in arg)
-            if key == "Condition":
-                return self.condition(stack, arg)
-            if key == "Fn::GetAZs":
-                return [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
-            if key == "Fn::Base64":
-                import base64
-
-                return base64.b64encode(str(self.resolve(stack, arg)).encode()).decode()
+            ((key, arg),) = value.items()
+            intrinsic = _INTRINSICS.get(key)
+            if intrinsic is not None:
+                return intrinsic(self, stack, arg)
         return {k: self.resolve(stack, v) for k, v in value.items() if not _is_no_value(v)}
 
     def resolve_list(self, stack: Stack, value: Any) -> list[Any]:
@@ -338,6 +299,73 @@ class Resolver:
 
 def _is_no_value(value: Any) -> bool:
     return isinstance(value, dict) and value == {"Ref": "AWS::NoValue"}
+
+
+# --- intrinsics: one function per key, called with the resolver, the stack and the argument ---
+
+
+def _get_att(r: Resolver, stack: Stack, arg: Any) -> Any:
+    logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+    return r.get_att(stack, logical, attribute)
+
+
+def _join(r: Resolver, stack: Stack, arg: Any) -> str:
+    sep, parts = arg
+    return str(sep).join(str(r.resolve(stack, p)) for p in r.resolve_list(stack, parts))
+
+
+def _select(r: Resolver, stack: Stack, arg: Any) -> Any:
+    index, items = arg
+    return r.resolve_list(stack, items)[int(r.resolve(stack, index))]
+
+
+def _split(r: Resolver, stack: Stack, arg: Any) -> list[str]:
+    sep, text = arg
+    return str(r.resolve(stack, text)).split(sep)
+
+
+def _import_value(r: Resolver, stack: Stack, arg: Any) -> Any:
+    name = r.resolve(stack, arg)
+    if name not in r._exports:
+        raise TemplateError(f"{stack.name}: Fn::ImportValue {name!r} is exported by no stack")
+    exporter, expression = r._exports[name]
+    return r.resolve(exporter, expression)
+
+
+def _if(r: Resolver, stack: Stack, arg: Any) -> Any:
+    name, yes, no = arg
+    return r.resolve(stack, yes if r.condition(stack, name) else no)
+
+
+def _equals(r: Resolver, stack: Stack, arg: Any) -> bool:
+    left, right = (r.resolve(stack, a) for a in arg)
+    return bool(left == right)
+
+
+def _base64(r: Resolver, stack: Stack, arg: Any) -> str:
+    import base64
+
+    return base64.b64encode(str(r.resolve(stack, arg)).encode()).decode()
+
+
+_INTRINSICS: dict[str, Callable[[Resolver, Stack, Any], Any]] = {
+    "Ref": lambda r, stack, arg: r.ref(stack, arg),
+    "Fn::GetAtt": _get_att,
+    "Fn::Join": _join,
+    "Fn::Sub": lambda r, stack, arg: r._sub(stack, arg),
+    "Fn::Select": _select,
+    "Fn::Split": _split,
+    "Fn::ImportValue": _import_value,
+    "Fn::If": _if,
+    "Fn::Equals": _equals,
+    "Fn::Not": lambda r, stack, arg: not r.resolve(stack, arg[0]),
+    "Fn::And": lambda r, stack, arg: all(r.resolve(stack, a) for a in arg),
+    "Fn::Or": lambda r, stack, arg: any(r.resolve(stack, a) for a in arg),
+    "Condition": lambda r, stack, arg: r.condition(stack, arg),
+    "Fn::GetAZs": lambda r, stack, arg: [f"{REGION}a", f"{REGION}b", f"{REGION}c"],
+    "Fn::Base64": _base64,
+}
+"""The intrinsic functions the rehearsal evaluates (a one-key dict with another key is data)."""
 
 
 # --- specs ---------------------------------------------------------------------------------
@@ -549,90 +577,105 @@ def api_spec(resolver: Resolver, functions: dict[str, FunctionSpec]) -> ApiSpec:
         raise TemplateError(f"expected one HTTP API in the assembly, found {len(apis)}")
     stack, api_logical, api = apis[0]
     api_props = resolver.resolve(stack, api.get("Properties") or {})
-
-    def belongs(resource: dict[str, Any]) -> bool:
-        return (resource.get("Properties") or {}).get("ApiId") == {"Ref": api_logical}
-
-    authorizers: dict[str, JwtAuthorizer] = {}
-    for logical, resource in stack.of_type("AWS::ApiGatewayV2::Authorizer").items():
-        if not belongs(resource):
-            continue
-        props = resolver.resolve(stack, resource["Properties"])
-        if props.get("AuthorizerType") != "JWT":
-            raise TemplateError(f"{stack.name}/{logical}: only JWT authorizers are rehearsed, not {props.get('AuthorizerType')}")
-        jwt_config = props.get("JwtConfiguration") or {}
-        authorizers[logical] = JwtAuthorizer(
-            name=str(props.get("Name", logical)),
-            issuer=str(jwt_config.get("Issuer", "")),
-            audience=tuple(str(a) for a in jwt_config.get("Audience") or ()),
-            identity_source=tuple(props.get("IdentitySource") or ("$request.header.Authorization",)),
-        )
-    integrations: dict[str, dict[str, Any]] = {}
-    for logical, resource in stack.of_type("AWS::ApiGatewayV2::Integration").items():
-        if belongs(resource):
-            integrations[logical] = resolver.resolve(stack, resource["Properties"])
-    routes = []
-    for logical, resource in stack.of_type("AWS::ApiGatewayV2::Route").items():
-        if not belongs(resource):
-            continue
-        raw = resource["Properties"]
-        props = resolver.resolve(stack, raw)
-        target = str(props.get("Target", ""))
-        integration_id = None
-        for candidate in integrations:
-            if target == f"integrations/{resolver.provision(stack, candidate).ref}":
-                integration_id = candidate
-        if integration_id is None:
-            raise TemplateError(f"{stack.name}/{logical}: target {target!r} is no integration of the API")
-        integration = integrations[integration_id]
-        if integration.get("IntegrationType") != "AWS_PROXY":
-            raise TemplateError(f"{stack.name}/{logical}: only Lambda proxy integrations are rehearsed")
-        function, qualifier = _function_for(functions, str(integration["IntegrationUri"]))
-        authorizer_ref = (raw.get("AuthorizerId") or {}).get("Ref")
-        route_key = str(props["RouteKey"])
-        method, _, path = route_key.partition(" ")
-        if route_key == "$default":
-            method, path = "ANY", ""
-        routes.append(
-            Route(
-                method=method,
-                path=path,
-                authorization=str(props.get("AuthorizationType", "NONE")),
-                authorizer=authorizers.get(authorizer_ref) if authorizer_ref else None,
-                function=function,
-                qualifier=qualifier,
-                payload_version=str(integration.get("PayloadFormatVersion", "2.0")),
-                timeout_ms=int(integration.get("TimeoutInMillis", 30000)),
-                scopes=tuple(props.get("AuthorizationScopes") or ()),
-            )
-        )
-    cors = None
+    authorizers = {
+        logical: _jwt_authorizer(resolver, stack, logical, resource)
+        for logical, resource in _of_api(stack, "AWS::ApiGatewayV2::Authorizer", api_logical)
+    }
+    integrations = {
+        logical: resolver.resolve(stack, resource["Properties"])
+        for logical, resource in _of_api(stack, "AWS::ApiGatewayV2::Integration", api_logical)
+    }
+    routes = [
+        _route(resolver, stack, logical, resource["Properties"], integrations, authorizers, functions)
+        for logical, resource in _of_api(stack, "AWS::ApiGatewayV2::Route", api_logical)
+    ]
     config = api_props.get("CorsConfiguration")
-    if config:
-        cors = Cors(
-            allow_origins=tuple(config.get("AllowOrigins") or ()),
-            allow_methods=tuple(config.get("AllowMethods") or ()),
-            allow_headers=tuple(h.lower() for h in config.get("AllowHeaders") or ()),
-            expose_headers=tuple(config.get("ExposeHeaders") or ()),
-            max_age=int(config["MaxAge"]) if config.get("MaxAge") is not None else None,
-            allow_credentials=bool(config.get("AllowCredentials", False)),
-        )
-    stages = []
-    for resource in stack.of_type("AWS::ApiGatewayV2::Stage").values():
-        if not belongs(resource):
-            continue
-        props = resolver.resolve(stack, resource["Properties"])
-        defaults = props.get("DefaultRouteSettings") or {}
-        stages.append(
-            StageSpec(
-                name=str(props["StageName"]),
-                throttle_rate=defaults.get("ThrottlingRateLimit"),
-                throttle_burst=defaults.get("ThrottlingBurstLimit"),
-            )
-        )
+    cors = _cors(config) if config else None
+    stages = [_stage(resolver.resolve(stack, resource["Properties"])) for _, resource in _of_api(stack, "AWS::ApiGatewayV2::Stage", api_logical)]
     if not stages:
         raise TemplateError(f"{stack.name}/{api_logical}: the HTTP API has no stage (nothing would serve it)")
     return ApiSpec(name=str(api_props.get("Name", api_logical)), routes=tuple(routes), cors=cors, stages=tuple(stages))
+
+
+def _of_api(stack: Stack, kind: str, api_logical: str) -> list[tuple[str, dict[str, Any]]]:
+    """The resources of ``kind`` that belong to the API ``api_logical`` (``ApiId: {Ref: ...}``)."""
+    return [
+        (logical, resource)
+        for logical, resource in stack.of_type(kind).items()
+        if (resource.get("Properties") or {}).get("ApiId") == {"Ref": api_logical}
+    ]
+
+
+def _jwt_authorizer(resolver: Resolver, stack: Stack, logical: str, resource: dict[str, Any]) -> JwtAuthorizer:
+    props = resolver.resolve(stack, resource["Properties"])
+    if props.get("AuthorizerType") != "JWT":
+        raise TemplateError(f"{stack.name}/{logical}: only JWT authorizers are rehearsed, not {props.get('AuthorizerType')}")
+    jwt_config = props.get("JwtConfiguration") or {}
+    return JwtAuthorizer(
+        name=str(props.get("Name", logical)),
+        issuer=str(jwt_config.get("Issuer", "")),
+        audience=tuple(str(a) for a in jwt_config.get("Audience") or ()),
+        identity_source=tuple(props.get("IdentitySource") or ("$request.header.Authorization",)),
+    )
+
+
+def _route(
+    resolver: Resolver,
+    stack: Stack,
+    logical: str,
+    raw: dict[str, Any],
+    integrations: dict[str, dict[str, Any]],
+    authorizers: dict[str, JwtAuthorizer],
+    functions: dict[str, FunctionSpec],
+) -> Route:
+    props = resolver.resolve(stack, raw)
+    target = str(props.get("Target", ""))
+    integration_id = None
+    for candidate in integrations:
+        if target == f"integrations/{resolver.provision(stack, candidate).ref}":
+            integration_id = candidate
+    if integration_id is None:
+        raise TemplateError(f"{stack.name}/{logical}: target {target!r} is no integration of the API")
+    integration = integrations[integration_id]
+    if integration.get("IntegrationType") != "AWS_PROXY":
+        raise TemplateError(f"{stack.name}/{logical}: only Lambda proxy integrations are rehearsed")
+    function, qualifier = _function_for(functions, str(integration["IntegrationUri"]))
+    authorizer_ref = (raw.get("AuthorizerId") or {}).get("Ref")
+    route_key = str(props["RouteKey"])
+    method, _, path = route_key.partition(" ")
+    if route_key == "$default":
+        method, path = "ANY", ""
+    return Route(
+        method=method,
+        path=path,
+        authorization=str(props.get("AuthorizationType", "NONE")),
+        authorizer=authorizers.get(authorizer_ref) if authorizer_ref else None,
+        function=function,
+        qualifier=qualifier,
+        payload_version=str(integration.get("PayloadFormatVersion", "2.0")),
+        timeout_ms=int(integration.get("TimeoutInMillis", 30000)),
+        scopes=tuple(props.get("AuthorizationScopes") or ()),
+    )
+
+
+def _cors(config: dict[str, Any]) -> Cors:
+    return Cors(
+        allow_origins=tuple(config.get("AllowOrigins") or ()),
+        allow_methods=tuple(config.get("AllowMethods") or ()),
+        allow_headers=tuple(h.lower() for h in config.get("AllowHeaders") or ()),
+        expose_headers=tuple(config.get("ExposeHeaders") or ()),
+        max_age=int(config["MaxAge"]) if config.get("MaxAge") is not None else None,
+        allow_credentials=bool(config.get("AllowCredentials", False)),
+    )
+
+
+def _stage(props: dict[str, Any]) -> StageSpec:
+    defaults = props.get("DefaultRouteSettings") or {}
+    return StageSpec(
+        name=str(props["StageName"]),
+        throttle_rate=defaults.get("ThrottlingRateLimit"),
+        throttle_burst=defaults.get("ThrottlingBurstLimit"),
+    )
 
 
 # --- event sources and triggers ---------------------------------------------------------------

@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 __all__ = ["Behaviour", "FakeProvider", "Recorded"]
 
@@ -182,104 +182,113 @@ class FakeProvider:
         }
 
 
-def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _Handler(BaseHTTPRequestHandler):
+    """The fake's HTTP side; ``_handler`` binds it to one provider."""
 
-        def _send(self, status: int, payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None) -> None:
-            data = raw if raw is not None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json" if raw is None else "text/plain")
-            self.send_header("content-length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-                self.wfile.write(data)
+    protocol_version = "HTTP/1.1"
+    provider: ClassVar[FakeProvider]
 
-        def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
-            self._send(status, {"error": {"message": message, "type": code, "code": code}}, headers=headers)
+    def _send(self, status: int, payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None) -> None:
+        data = raw if raw is not None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json" if raw is None else "text/plain")
+        self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            self.wfile.write(data)
 
-        def _authorized(self) -> bool:
-            if provider.required_key is None:
-                return True
-            if self.headers.get("authorization") == f"Bearer {provider.required_key}":
-                return True
-            self._error(401, "Invalid credentials in Authorization header", "invalid_api_key")
-            return False
+    def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"error": {"message": message, "type": code, "code": code}}, headers=headers)
 
-        def _record(self, body: dict[str, Any] | None) -> None:
-            with provider._lock:
-                provider.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+    def _authorized(self) -> bool:
+        if self.provider.required_key is None:
+            return True
+        if self.headers.get("authorization") == f"Bearer {self.provider.required_key}":
+            return True
+        self._error(401, "Invalid credentials in Authorization header", "invalid_api_key")
+        return False
 
-        def do_GET(self) -> None:
-            self._record(None)
-            if not self._authorized():
-                return
-            if self.path.rstrip("/") == "/v1/models" and provider.list_models:
-                with provider._lock:
-                    listed = [m for m, b in provider.behaviours.items() if b.listed]
-                self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in listed]})
-                return
+    def _record(self, body: dict[str, Any] | None) -> None:
+        with self.provider._lock:
+            self.provider.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+
+    def do_GET(self) -> None:
+        self._record(None)
+        if not self._authorized():
+            return
+        if self.path.rstrip("/") == "/v1/models" and self.provider.list_models:
+            with self.provider._lock:
+                listed = [m for m, b in self.provider.behaviours.items() if b.listed]
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in listed]})
+            return
+        self._error(404, f"no route {self.path}", "not_found")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = None
+        self._record(body)
+        if not self._authorized():
+            return
+        if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no route {self.path}", "not_found")
+            return
+        if not isinstance(body, dict):
+            self._error(400, "body is not JSON", "invalid_request_error")
+            return
+        model = str(body.get("model"))
+        with self.provider._lock:
+            behaviour = self.provider.behaviours.get(model)
+        if behaviour is None:
+            self._error(404, f"The model `{model}` does not exist.", "model_not_found")
+            return
+        self._answer(model, behaviour, body)
 
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                body = None
-            self._record(body)
-            if not self._authorized():
-                return
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                self._error(404, f"no route {self.path}", "not_found")
-                return
-            if not isinstance(body, dict):
-                self._error(400, "body is not JSON", "invalid_request_error")
-                return
-            model = str(body.get("model"))
-            with provider._lock:
-                behaviour = provider.behaviours.get(model)
-            if behaviour is None:
-                self._error(404, f"The model `{model}` does not exist.", "model_not_found")
-                return
-            if behaviour.kind == "fail":
-                headers = {"retry-after": str(behaviour.retry_after)} if behaviour.retry_after is not None else None
-                code = {404: "model_not_found", 429: "rate_limit_exceeded", 400: "context_length_exceeded"}.get(behaviour.status, "server_error")
-                self._error(behaviour.status, behaviour.message, code, headers)
-                return
-            if behaviour.kind == "hang":
-                provider._stopping.wait(behaviour.delay)
-            if behaviour.kind == "garbage":
-                self._send(200, None, raw=b"<html>upstream proxy error</html>")
-                return
-            completion = provider._completion(model, behaviour, body)
-            if body.get("stream"):
-                self._send_stream(completion, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
-                return
-            self._send(200, completion)
+    def _answer(self, model: str, behaviour: Behaviour, body: dict[str, Any]) -> None:
+        """What ``behaviour`` says the model does with this chat completion request."""
+        if behaviour.kind == "fail":
+            headers = {"retry-after": str(behaviour.retry_after)} if behaviour.retry_after is not None else None
+            code = {404: "model_not_found", 429: "rate_limit_exceeded", 400: "context_length_exceeded"}.get(behaviour.status, "server_error")
+            self._error(behaviour.status, behaviour.message, code, headers)
+            return
+        if behaviour.kind == "hang":
+            self.provider._stopping.wait(behaviour.delay)
+        if behaviour.kind == "garbage":
+            self._send(200, None, raw=b"<html>upstream proxy error</html>")
+            return
+        completion = self.provider._completion(model, behaviour, body)
+        if body.get("stream"):
+            self._send_stream(completion, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+            return
+        self._send(200, completion)
 
-        def _send_stream(self, completion: dict[str, Any], *, include_usage: bool) -> None:
-            """The completion as OpenAI SSE chunks: one per word of the content, then finish, usage, [DONE]."""
-            choice = completion["choices"][0]
-            base = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-            words = str(choice["message"].get("content") or "").split(" ")
-            deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-            deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words) if w or i == 0]
-            events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-            events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
-            if include_usage:
-                events.append({**base, "choices": [], "usage": completion["usage"]})
-            data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(data)
+    def _send_stream(self, completion: dict[str, Any], *, include_usage: bool) -> None:
+        """The completion as OpenAI SSE chunks: one per word of the content, then finish, usage, [DONE]."""
+        choice = completion["choices"][0]
+        base = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+        words = str(choice["message"].get("content") or "").split(" ")
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words) if w or i == 0]
+        events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+        if include_usage:
+            events.append({**base, "choices": [], "usage": completion["usage"]})
+        data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
-    return Handler
+
+def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
+    """A handler class serving ``provider`` (one class per server: the provider is a class attribute)."""
+    return type("Handler", (_Handler,), {"provider": provider})
