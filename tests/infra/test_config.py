@@ -16,6 +16,7 @@ from cdk.config import (
     SETTINGS,
     DeployConfig,
     documented_table,
+    main,
     markdown_table,
 )
 
@@ -64,6 +65,7 @@ def _error(context: dict[str, object]) -> str:
             "(got index_batch_size=20, index_batching_window_s=0; SQS event source rule)",
         ),
         ({"registry": "../elsewhere.toml"}, "registry must be a file inside the repo (the image build context): ../elsewhere.toml"),
+        ({"nat": "none"}, "nat: not a setting (docs/deploy.md#settings-cdk-context lists them)"),
         ({"registry": "missing.toml"}, f"registry file not found: {Path(__file__).resolve().parents[2] / 'missing.toml'}"),
     ],
 )
@@ -120,3 +122,12 @@ def test_deploy_doc_settings_table_is_generated_from_the_fields() -> None:
     assert documented_table(DEPLOY_DOC.read_text()) == markdown_table(), (
         f"docs/deploy.md's settings table is stale: run {REGENERATE}"
     )
+
+
+def test_the_generator_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--markdown"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == markdown_table()
+    assert printed.splitlines()[0] == "| setting | type / allowed | default | meaning |"
+    assert "| `predict_timeout_s` | integer, 1..29 | `29` |" in printed
+    assert "| `nat_mode` | `gateway` \\| `instance` \\| `none` | `gateway` |" in printed
