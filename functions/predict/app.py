@@ -30,7 +30,6 @@ for module in (health, embeddings, predict, chat, documents, search):
     app.include_router(module.router)
 
 
-
 def _record_load(alias: str, load_ms: float) -> None:
     metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
     logger.info("model loaded", extra={"model": alias, "load_ms": round(load_ms, 1)})

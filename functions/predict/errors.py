@@ -1,11 +1,22 @@
-"""The one place errors become HTTP responses: every body is an ``ErrorResponse``."""
+"""The one place errors become HTTP responses: every body is an ``ErrorResponse``.
+
+The error story: every error a client of the predict API can receive is a type in
+``hflambda.errors`` (its ``status`` and ``code``, defined once); this module maps them, and
+FastAPI's own (validation, 404/405) and the body guard's (413/415), to the one body. A
+subpackage keeps an ``exceptions.py`` only for errors that never reach a client by
+themselves (``hflambda.generation.exceptions``: one fallback attempt's failure, folded into
+``FallbackExhausted``). ``responses(*codes)`` documents a route's errors with that body.
+
+Logging goes through the shared Powertools logger (``hflambda.telemetry.logger``), so these
+lines carry the Lambda context and the request id like every other line.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,8 +24,37 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.predict.schemas import ErrorDetail, ErrorResponse
 from hflambda.errors import AuthError, HflambdaError, ModelNotReady
+from hflambda.telemetry import logger
 
-logger = Logger(service="predict")
+__all__ = ["ERROR_DESCRIPTIONS", "error_body", "error_response", "install", "request_id", "responses", "without_default_422"]
+
+# What each documented status means on this API (the codes in backticks are ``error.type``).
+# 500 (``internal_error``, a bug) can answer any route and is not listed per route.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "A request the caller can fix (`bad_request`, `context_length_exceeded`); `param` names the field.",
+    401: "Missing or invalid bearer token (`invalid_token`, `auth_not_configured`); see the WWW-Authenticate header.",
+    404: "The model alias is not in the registry for this task (`model_not_found`, listing the known aliases).",
+    413: "The request body is over HFLAMBDA_MAX_BODY_BYTES, or a batch or document is over a documented limit (`payload_too_large`).",
+    415: "The request body is not JSON (`unsupported_media_type`).",
+    422: "The request does not match its schema (`invalid_request`); `details.problems` lists every problem.",
+    502: "A dependency failed: the vector store, or every model of the fallback chain (`upstream_error`, `fallback_exhausted`).",
+    503: "Not ready, retry later: a model not warmed (`model_not_ready`, Retry-After), the signing keys unreachable "
+    "(`auth_unavailable`), or a dependency not configured (`queue_not_configured`, `vector_store_not_configured`), "
+    "or every model of the fallback chain temporarily unavailable (`fallback_exhausted`).",
+    504: "The fallback chain ran out of its time budget (`fallback_exhausted`).",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` for a route's error statuses, each documented with the ``ErrorResponse`` body.
+
+    List exactly what the route can answer: 401/503 where it depends on ``Caller``, 413/415
+    where it takes a body (the body guard), 422 where it validates a body or parameters.
+    """
+    unknown = sorted(set(codes) - set(ERROR_DESCRIPTIONS))
+    if unknown:
+        raise ValueError(f"no description for status {unknown}: add it to ERROR_DESCRIPTIONS")
+    return {code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code]} for code in sorted(set(codes))}
 
 
 def request_id(request: Request) -> str:
@@ -56,8 +96,36 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return text or "body"
 
 
+DEFAULT_422 = "#/components/schemas/HTTPValidationError"
+
+
+def without_default_422(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without FastAPI's automatic 422 ``HTTPValidationError`` responses.
+
+    FastAPI adds one to every route with parameters, but this API never sends that body: its
+    422s are ``ErrorResponse`` (``_validation`` below), listed by ``responses`` where a
+    request can fail validation. Idempotent.
+    """
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == DEFAULT_422:
+                del operation["responses"]["422"]
+    schemas = schema.get("components", {}).get("schemas", {})
+    if DEFAULT_422 not in json.dumps(schema.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return schema
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers that map every error to its status and body."""
+    """Register the handlers that map every error to its status and body, and document them truly."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return without_default_422(default_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(HflambdaError)
     async def _hflambda(request: Request, exc: HflambdaError) -> JSONResponse:

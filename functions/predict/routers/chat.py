@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from functions.predict.deps import Caller, Pool, SettingsDep
-from functions.predict.errors import error_body, logger, request_id
+from functions.predict.errors import error_body, request_id, responses
 from functions.predict.schemas import (
     NEUTRAL_PARAMETERS,
     UNSUPPORTED_PARAMETERS,
@@ -38,7 +38,6 @@ from functions.predict.schemas import (
     ChatMessageIn,
     ChatTrace,
     ChatUsage,
-    ErrorResponse,
     NamedToolChoice,
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
@@ -62,12 +61,10 @@ from hflambda.generation import (
     run_chain,
     stream_chain,
 )
-from hflambda.telemetry import logger as telemetry_logger
-from hflambda.telemetry import metrics
+from hflambda.telemetry import logger, metrics
 
 router = APIRouter(tags=["chat"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 502, 503, 504)}
 MAX_STOP = 4
 MAX_TOOLS = 64
 LAMBDA_MARGIN_S = 1.0  # leave the function time to send the response
@@ -211,17 +208,24 @@ def _usage(completion: Completion) -> ChatUsage:
     )
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
+# 400 refused parameter or prompt too long for every model; 401/503 Caller; 404 unknown alias;
+# 413/415 body guard; 422 schema; 502/503/504 exhausted chain (broken / temporary / out of time)
+@router.post(
+    "/v1/chat/completions",
+    operation_id="create_chat_completion",
+    response_model=ChatCompletionResponse,
+    responses=responses(400, 401, 404, 413, 415, 422, 502, 503, 504),
+)
 def create_chat_completion(
     body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep, _caller: Caller
 ) -> ChatCompletionResponse | StreamingResponse:
     """Complete a chat with the alias or, failing that, its fallbacks; JSON answers and tool calls are schema-checked."""
     # engine failures are logged by the chain, in this thread: tag them with the request id
-    telemetry_logger.thread_safe_append_keys(request_id=request_id(request))
+    logger.thread_safe_append_keys(request_id=request_id(request))
     try:
         return _complete(body, request, response, pool, settings)
     finally:
-        telemetry_logger.thread_safe_remove_keys(["request_id"])
+        logger.thread_safe_remove_keys(["request_id"])
 
 
 def _complete(body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep) -> ChatCompletionResponse | StreamingResponse:

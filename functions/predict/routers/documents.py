@@ -10,12 +10,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, status
 
 from functions.predict.deps import Caller, Pool, SettingsDep
+from functions.predict.errors import responses
 from functions.predict.schemas import (
     MAX_DOCUMENTS_PER_REQUEST,
     DocumentsAccepted,
     DocumentsRequest,
     DocumentStatus,
-    ErrorResponse,
 )
 from hflambda.errors import BadInput, HflambdaError, PayloadTooLarge
 from hflambda.indexing import chunk_over_limits, document_over_limits
@@ -24,9 +24,6 @@ from hflambda.registry import Task
 from hflambda.settings import Settings
 
 router = APIRouter(tags=["documents"])
-
-ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503)}
-
 
 def _statuses(result: PublishResult) -> DocumentsAccepted:
     documents = [DocumentStatus(id=q.document_id, status="queued", message_id=q.message_id) for q in result.queued]
@@ -60,7 +57,15 @@ def _check_limits(body: DocumentsRequest, pool: Pool, settings: Settings) -> Non
             raise PayloadTooLarge(f"documents[{i}]: {reason}", field=f"documents[{i}]")
 
 
-@router.post("/v1/documents", status_code=status.HTTP_202_ACCEPTED, response_model=DocumentsAccepted, responses=ERRORS)
+# 400 id or message invalid; 401/503 Caller; 413 body guard and per-document limits; 415 body guard;
+# 422 schema; 503 queue not configured. A message SQS refuses is a "failed" entry of the 202.
+@router.post(
+    "/v1/documents",
+    operation_id="add_documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentsAccepted,
+    responses=responses(400, 401, 413, 415, 422, 503),
+)
 def add_documents(body: DocumentsRequest, caller: Caller, settings: SettingsDep, pool: Pool) -> DocumentsAccepted:
     """Queue documents for indexing under the caller's identity; per document: queued or failed."""
     if len(body.documents) > MAX_DOCUMENTS_PER_REQUEST:
@@ -74,8 +79,14 @@ def add_documents(body: DocumentsRequest, caller: Caller, settings: SettingsDep,
     return _statuses(result)
 
 
+# 400 message invalid (a sub over its limit); 401/503 Caller; 413/415 the body guard (it reads any
+# DELETE body); 422 id over 512 characters; 503 queue not configured
 @router.delete(
-    "/v1/documents/{document_id:path}", status_code=status.HTTP_202_ACCEPTED, response_model=DocumentsAccepted, responses=ERRORS
+    "/v1/documents/{document_id:path}",
+    operation_id="delete_document",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentsAccepted,
+    responses=responses(400, 401, 413, 415, 422, 503),
 )
 def delete_document(
     caller: Caller,

@@ -7,22 +7,18 @@ import base64
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool, SettingsDep
+from functions.predict.errors import responses
 from functions.predict.schemas import (
     MAX_EMBEDDING_INPUTS,
     EmbeddingItem,
     EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
-    ErrorResponse,
 )
 from hflambda.errors import BadInput, PayloadTooLarge
 from hflambda.telemetry import record_inference
 
 router = APIRouter(tags=["embeddings"])
-
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 503)
-}
 
 # Lambda's synchronous response limit (API Gateway passes it through), with room for headers
 RESPONSE_LIMIT_BYTES = 6_291_456 - 65_536
@@ -38,7 +34,14 @@ def max_inputs(dimensions: int, encoding_format: str) -> int:
     return min(MAX_EMBEDDING_INPUTS, RESPONSE_LIMIT_BYTES // per_item)
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS)
+# 400 dimensions, token ids or a text over max_tokens; 401/503 Caller; 404 unknown alias; 413 body
+# guard and batch limits; 415 body guard; 422 schema; 503 model not ready
+@router.post(
+    "/v1/embeddings",
+    operation_id="create_embeddings",
+    response_model=EmbeddingResponse,
+    responses=responses(400, 401, 404, 413, 415, 422, 503),
+)
 def create_embeddings(body: EmbeddingRequest, pool: Pool, settings: SettingsDep, _caller: Caller) -> EmbeddingResponse:
     """Embed one text or a batch (up to 2,048 when the response fits 6 MB); vectors are pooled and L2-normalised like sentence-transformers."""
     texts = [body.input] if isinstance(body.input, str) else list(body.input)

@@ -7,7 +7,8 @@ from datetime import datetime
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool
-from functions.predict.schemas import ErrorResponse, Health, ModelList, ModelState
+from functions.predict.errors import responses
+from functions.predict.schemas import Health, ModelList, ModelState
 from hflambda.engines import ModelPool
 from hflambda.errors import ModelNotReady
 from hflambda.registry import ModelSpec
@@ -15,7 +16,7 @@ from hflambda.registry import ModelSpec
 router = APIRouter()
 
 
-@router.get("/health", response_model=Health, tags=["health"])
+@router.get("/health", operation_id="get_health", response_model=Health, tags=["health"])
 def health(pool: Pool) -> Health:
     """Liveness: the process answers. Readiness per model is in ``/v1/models``."""
     specs = [s for s in pool.registry if not s.is_remote]
@@ -44,14 +45,18 @@ def model_state(pool: ModelPool, spec: ModelSpec, loaded: set[str]) -> ModelStat
     )
 
 
-@router.get("/v1/models", response_model=ModelList, tags=["models"])
+# 401/503 Caller (a model that is not ready is listed with ready=false, not an error)
+@router.get("/v1/models", operation_id="list_models", response_model=ModelList, tags=["models"], responses=responses(401, 503))
 def list_models(pool: Pool, _caller: Caller) -> ModelList:
     """Every registry model with its live revision and whether it can serve now."""
     loaded = set(pool.loaded())
     return ModelList(data=[model_state(pool, spec, loaded) for spec in pool.registry])
 
 
-@router.get("/v1/models/{model_id}", response_model=ModelState, tags=["models"], responses={404: {"model": ErrorResponse}, 401: {"model": ErrorResponse}})
+# 401/503 Caller; 404 unknown alias
+@router.get(
+    "/v1/models/{model_id}", operation_id="retrieve_model", response_model=ModelState, tags=["models"], responses=responses(401, 404, 503)
+)
 def retrieve_model(model_id: str, pool: Pool, _caller: Caller) -> ModelState:
     """One registry model (404 ``model_not_found`` listing the known aliases)."""
     return model_state(pool, pool.registry.get(model_id), set(pool.loaded()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool, SettingsDep
-from functions.predict.routers.embeddings import ERRORS
+from functions.predict.errors import responses
 from functions.predict.schemas import (
     ClassificationOutput,
     EmbeddingOutput,
@@ -20,7 +20,14 @@ from hflambda.telemetry import record_inference
 router = APIRouter(tags=["predict"])
 
 
-@router.post("/v1/models/{alias}/predict", response_model=PredictResponse, responses=ERRORS)
+# 400 a generation model or a text over max_tokens; 401/503 Caller; 404 unknown alias; 413 body guard
+# and HFLAMBDA_MAX_BATCH; 415 body guard; 422 schema; 503 model not ready
+@router.post(
+    "/v1/models/{alias}/predict",
+    operation_id="predict",
+    response_model=PredictResponse,
+    responses=responses(400, 401, 404, 413, 415, 422, 503),
+)
 def predict(alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep, _caller: Caller) -> ClassificationOutput | EmbeddingOutput:
     """Run ``inputs`` through model ``alias``: labels for classifiers, vectors for embedders."""
     if len(body.inputs) > settings.max_batch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.predict.deps import Caller, Pool, SettingsDep
-from functions.predict.routers.documents import ERRORS
+from functions.predict.errors import responses
 from functions.predict.schemas import SearchRequest, SearchResponse, SearchResult
 from hflambda.errors import HflambdaError, UpstreamError
 from hflambda.registry import Task
@@ -21,7 +21,14 @@ from hflambda.vectors.base import filter_tags
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
+# 400 a filter no store evaluates; 401/503 Caller; 404 no default embedding model; 413/415 body guard;
+# 422 schema; 502 the vector store failed; 503 model not ready or vector store not configured
+@router.post(
+    "/v1/search",
+    operation_id="search_documents",
+    response_model=SearchResponse,
+    responses=responses(400, 401, 404, 413, 415, 422, 502, 503),
+)
 def search(body: SearchRequest, caller: Caller, pool: Pool, settings: SettingsDep) -> SearchResponse:
     """The caller's documents nearest to ``query``, one result per document, best first."""
     filter_tags(body.filter)  # a filter no store can evaluate is the caller's 400, before any work
