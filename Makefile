@@ -91,6 +91,12 @@ requirements-check: install
 docs: install
 	$(PY) -m cdk.config --write-docs
 
+## make openapi: regenerate docs/openapi.json, the predict API's committed OpenAPI document
+## (tests/integration/test_openapi_doc.py fails when the app and the file disagree).
+.PHONY: openapi
+openapi: install
+	$(PY) -m functions.predict.openapi
+
 ## make cdk-cli: the CDK CLI (npm, pinned in package.json) for `npx cdk deploy`.
 cdk-cli:
 	npm ci --no-audit --no-fund
