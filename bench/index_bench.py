@@ -127,7 +127,7 @@ def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], fo
     from hflambda.indexing import Indexer
     from hflambda.messages import Document, UpsertMessage
     from hflambda.settings import Settings
-    from hflambda.vectors.base import VectorSpace
+    from hflambda.vectors.types import VectorSpace
 
     store = make_store(folder)
     indexer = Indexer(store, lambda: embedder, Settings())
@@ -155,7 +155,7 @@ def end_to_end_throughput(
     from hflambda.poller import Poller
     from hflambda.queue import IndexQueue
     from hflambda.settings import Settings
-    from hflambda.vectors.base import VectorSpace
+    from hflambda.vectors.types import VectorSpace
 
     store = make_store(folder)
     indexer = Indexer(store, lambda: embedder, Settings())
@@ -231,8 +231,8 @@ def wait_for(endpoint: str, timeout: float = 30.0) -> None:
 def search_latency(embedder: Any) -> dict[str, Any]:
     """p50/p95 of store searches with the user filter over 100,000 vectors, exact and ANN."""
     from hflambda.messages import version_key
-    from hflambda.vectors.base import Chunk, UpsertOp, VectorSpace
     from hflambda.vectors.lance import LanceVectorStore
+    from hflambda.vectors.types import Chunk, UpsertOp, VectorSpace
 
     rng = np.random.default_rng(0)
     # realistic structure: real embeddings of 2,000 notes, each the centre of 50 near neighbours

@@ -51,8 +51,8 @@ def main() -> None:
     from hflambda.indexing import Indexer, QueueRecord
     from hflambda.messages import Document, UpsertMessage
     from hflambda.settings import Settings
-    from hflambda.vectors.base import VectorSpace
     from hflambda.vectors.lance import LanceVectorStore
+    from hflambda.vectors.types import VectorSpace
 
     embedder = load_embedder(args.engine, args.store)
     embedder.embed([workload["queries"][0]])

@@ -1,9 +1,9 @@
 """Operating the index queue's dead-letter queue: see what is parked and why, redrive it.
 
 Why a message failed is kept in two places: the index function logs it with the SQS message
-id, and records it in the vector store's ``index_failures`` table (SQS keeps the message id
-when its redrive policy moves a message to the DLQ). :meth:`DeadLetters.peek` joins the
-parked messages with those records; for a message without one (the function crashed or
+id, and records it in the failure ledger (``hflambda.vectors.ledger.FailureLedger``, which both vector
+store backends keep; SQS keeps the message id when its redrive policy moves a message to the
+DLQ). :meth:`DeadLetters.peek` joins the parked messages with those records; for a message without one (the function crashed or
 timed out on it), it re-validates the body and says which case it is.
 """
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hflambda.messages import MessageInvalid, parse_message
-from hflambda.vectors.base import VectorStore
+from hflambda.vectors.ledger import FailureLedger
 
 __all__ = ["DeadLetter", "DeadLetters", "RedriveResult", "dlq_url_of"]
 
@@ -56,13 +56,17 @@ class RedriveResult:
 
 
 class DeadLetters:
-    """The DLQ of the index queue."""
+    """The DLQ of the index queue.
 
-    def __init__(self, sqs: Any, queue_url: str, *, dlq_url: str | None = None, store: VectorStore | None = None) -> None:
+    ``store`` is the failure ledger to read reasons from (the vector store is one); without
+    it, ``peek`` re-validates bodies only.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str, *, dlq_url: str | None = None, store: FailureLedger | None = None) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.dlq_url = dlq_url or dlq_url_of(sqs, queue_url)
-        self.store = store
+        self.ledger = store
 
     def count(self) -> int:
         """Approximate number of parked messages (visible + in flight)."""
@@ -96,7 +100,7 @@ class DeadLetters:
         """Parked messages with their failure reasons; they stay in the DLQ (made visible again)."""
         messages = list(self._receive(limit, _PEEK_SECONDS))
         try:
-            recorded = self.store.failure_reasons(m["MessageId"] for m in messages) if self.store else {}
+            recorded = self.ledger.failure_reasons(m["MessageId"] for m in messages) if self.ledger else {}
         finally:
             self._release(messages)
         letters = []

@@ -15,7 +15,8 @@ per message:
 
 A model that is not warmed fails every record with that reason (SQS redelivers later);
 nothing is acknowledged unprocessed. Failure reasons are logged with the SQS message id and
-recorded in the vector store so ``hflambda dlq list`` can show them.
+recorded in the failure ledger (``hflambda.vectors.ledger``; by default the vector store, which
+keeps one) so ``hflambda dlq list`` can show them.
 """
 
 from __future__ import annotations
@@ -36,18 +37,9 @@ from hflambda.errors import HflambdaError
 from hflambda.messages import DeleteMessage, MessageInvalid, UpsertMessage, now_ms, parse_message
 from hflambda.settings import Settings
 from hflambda.telemetry import MetricUnit, logger, metrics
-from hflambda.vectors.base import (
-    Chunk,
-    DeleteOp,
-    DocKey,
-    FailureRecord,
-    Plan,
-    UpsertOp,
-    VectorSpace,
-    VectorStore,
-    WriteOp,
-    metadata_tags,
-)
+from hflambda.vectors.base import VectorStore, metadata_tags
+from hflambda.vectors.ledger import FailureLedger, FailureRecord
+from hflambda.vectors.types import Chunk, DeleteOp, DocKey, Plan, UpsertOp, VectorSpace, WriteOp
 
 __all__ = [
     "BatchOutcome",
@@ -150,12 +142,19 @@ EmbedderSource = Callable[[], TokenizedEmbedder]
 
 
 class Indexer:
-    """Turns batches of queue records into vector-store writes."""
+    """Turns batches of queue records into vector-store writes.
 
-    def __init__(self, store: VectorStore, embedder: EmbedderSource, settings: Settings) -> None:
+    Failure reasons go to ``ledger``; without one, to ``store`` when it keeps a ledger too
+    (both backends do), else they are only logged.
+    """
+
+    def __init__(
+        self, store: VectorStore, embedder: EmbedderSource, settings: Settings, *, ledger: FailureLedger | None = None
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
+        self.ledger = ledger if ledger is not None else store if isinstance(store, FailureLedger) else None
         self._chunkers: dict[int, TokenChunker] = {}
 
     @classmethod
@@ -163,7 +162,7 @@ class Indexer:
         """The registry's default embedding model from the pool, and the configured store."""
         from hflambda.engines import get_pool
         from hflambda.registry import Task
-        from hflambda.vectors import get_vector_store
+        from hflambda.vectors import get_failure_ledger, get_vector_store
 
         def embedder() -> TokenizedEmbedder:
             # resolved per batch: a revision published by warmup is picked up on the next
@@ -172,7 +171,7 @@ class Indexer:
             alias = pool.registry.default(Task.EMBEDDINGS).alias
             return cast(TokenizedEmbedder, pool.get(alias, Task.EMBEDDINGS))
 
-        return cls(get_vector_store(), embedder, settings)
+        return cls(get_vector_store(), embedder, settings, ledger=get_failure_ledger())
 
     def warm(self) -> str | None:
         """Load the embedding model now (the init phase); returns why it cannot be, if so."""
@@ -394,9 +393,9 @@ class Indexer:
                 "index record failed",
                 extra={"message_id": message_id, "reason": reason, "receive_count": record.receive_count},
             )
-        if outcome.failures:
+        if outcome.failures and self.ledger is not None:
             now = datetime.now(UTC)
-            self.store.record_failures(
+            self.ledger.record_failures(
                 FailureRecord(
                     message_id=message_id,
                     reason=reason,

@@ -22,7 +22,7 @@ import numpy as np
 from hflambda.messages import version_key
 from hflambda.vectors import open_vector_store
 from hflambda.vectors.aws import S3VectorsStore
-from hflambda.vectors.base import Chunk, DeleteOp, UpsertOp, VectorSpace, WriteOp
+from hflambda.vectors.types import Chunk, DeleteOp, UpsertOp, VectorSpace, WriteOp
 
 SPACE = VectorSpace("embed", "rev-1", 8)
 

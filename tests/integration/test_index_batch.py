@@ -10,8 +10,8 @@ import pytest
 from hflambda.errors import ModelNotReady
 from hflambda.indexing import Indexer, QueueRecord
 from hflambda.settings import Settings
-from hflambda.vectors.base import VectorSpace
 from hflambda.vectors.lance import LanceVectorStore
+from hflambda.vectors.types import VectorSpace
 from tests.fakes.embedder import FakeEmbedder
 
 pytestmark = pytest.mark.integration

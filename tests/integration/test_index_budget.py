@@ -12,8 +12,8 @@ import pytest
 
 from hflambda.indexing import Indexer, QueueRecord
 from hflambda.settings import Settings
-from hflambda.vectors.base import VectorSpace
 from hflambda.vectors.lance import LanceVectorStore
+from hflambda.vectors.types import VectorSpace
 from tests.fakes.embedder import FakeEmbedder
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from hflambda.dlq import DeadLetters, dlq_url_of
-from hflambda.vectors.base import FailureRecord
 from hflambda.vectors.lance import LanceVectorStore
+from hflambda.vectors.ledger import FailureRecord
 from tests.fixtures.aws import Queues, make_queues, queue_depth
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from hflambda.messages import version_key
 from hflambda.settings import Settings
 from hflambda.vectors import open_vector_store
 from hflambda.vectors.aws import S3VectorsStore
-from hflambda.vectors.base import Chunk, UpsertOp, VectorSpace
+from hflambda.vectors.types import Chunk, UpsertOp, VectorSpace
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ import numpy as np
 import functions.predict.routers.search, functions.predict.routers.documents  # predict's vector side
 import hflambda.indexing  # the index function's library
 from hflambda.vectors import get_vector_store
-from hflambda.vectors.base import Chunk, UpsertOp, VectorSpace
+from hflambda.vectors.types import Chunk, UpsertOp, VectorSpace
 space = VectorSpace("embed", "r1", 8)
 v = np.ones(8, dtype=np.float32) / np.sqrt(8)
 store = get_vector_store()

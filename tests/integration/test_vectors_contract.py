@@ -20,7 +20,9 @@ from hflambda.errors import BadInput
 from hflambda.messages import version_key
 from hflambda.settings import Settings
 from hflambda.vectors import open_vector_store
-from hflambda.vectors.base import Chunk, DeleteOp, FailureRecord, UpsertOp, VectorSpace, VectorStore
+from hflambda.vectors.base import VectorStore
+from hflambda.vectors.ledger import FailureRecord
+from hflambda.vectors.types import Chunk, DeleteOp, UpsertOp, VectorSpace
 
 pytestmark = pytest.mark.integration
 

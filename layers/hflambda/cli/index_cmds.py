@@ -30,13 +30,13 @@ def _dead_letters(settings: Settings, queue_url: str | None, dlq_url: str | None
     import boto3
 
     from hflambda.dlq import DeadLetters
-    from hflambda.vectors import open_vector_store
+    from hflambda.vectors import open_failure_ledger
 
     queue = queue_url or settings.index_queue_url
     if not queue:
         typer.echo("no index queue: pass --queue-url or set HFLAMBDA_INDEX_QUEUE_URL", err=True)
         raise typer.Exit(2)
-    store = open_vector_store(settings) if with_store else None
+    store = open_failure_ledger(settings) if with_store else None
     try:
         return DeadLetters(boto3.client("sqs"), queue, dlq_url=dlq_url or settings.dlq_url, store=store)
     except ValueError as exc:

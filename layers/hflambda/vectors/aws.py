@@ -57,10 +57,11 @@ import numpy as np
 
 from hflambda.errors import BadInput
 from hflambda.telemetry import logger
-from hflambda.vectors.base import (
+from hflambda.vectors.base import VectorStore, filter_tags, metadata_tags
+from hflambda.vectors.ledger import FailureLedger, FailureRecord
+from hflambda.vectors.types import (
     ApplyResult,
     DocKey,
-    FailureRecord,
     MaintenanceReport,
     MetadataFilter,
     Plan,
@@ -68,10 +69,7 @@ from hflambda.vectors.base import (
     StoredDocument,
     UpsertOp,
     VectorSpace,
-    VectorStore,
     WriteOp,
-    filter_tags,
-    metadata_tags,
 )
 
 __all__ = ["NON_FILTERABLE_KEYS", "S3VectorsStore", "vector_key"]
@@ -149,7 +147,7 @@ def _filter_expression(user_id: str, space: VectorSpace, flt: MetadataFilter | N
     return {"$and": clauses}
 
 
-class S3VectorsStore(VectorStore):
+class S3VectorsStore(VectorStore, FailureLedger):
     """The vector store on S3 Vectors (vectors) + DynamoDB (catalogue, failures)."""
 
     def __init__(

@@ -52,10 +52,11 @@ import numpy as np
 import pyarrow as pa
 
 from hflambda.telemetry import logger
-from hflambda.vectors.base import (
+from hflambda.vectors.base import VectorStore, filter_tags, metadata_tags
+from hflambda.vectors.ledger import FailureLedger, FailureRecord
+from hflambda.vectors.types import (
     ApplyResult,
     DocKey,
-    FailureRecord,
     MaintenanceReport,
     MetadataFilter,
     Plan,
@@ -63,10 +64,7 @@ from hflambda.vectors.base import (
     StoredDocument,
     UpsertOp,
     VectorSpace,
-    VectorStore,
     WriteOp,
-    filter_tags,
-    metadata_tags,
 )
 
 __all__ = ["LanceVectorStore", "sql_literal"]
@@ -164,7 +162,7 @@ def _stored(row: dict[str, Any]) -> StoredDocument:
     )
 
 
-class LanceVectorStore(VectorStore):
+class LanceVectorStore(VectorStore, FailureLedger):
     """The vector store on LanceDB."""
 
     def __init__(
