@@ -195,7 +195,7 @@ def classifier() -> dict[str, Any]:
     from hflambda.settings import Settings
     from hflambda.store import ModelStore
     from hflambda.warmup import run_warmup
-    from hflambda.warmup.trained import load_examples
+    from hflambda.warmup.sources.trained import load_examples
 
     root = WORK / "quality-classifier"
     registry = root / "models.toml"

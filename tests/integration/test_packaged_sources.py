@@ -21,7 +21,7 @@ from hflambda.registry import load_registry, parse_registry
 from hflambda.settings import Settings
 from hflambda.store import ModelStore
 from hflambda.warmup import ModelStatus, run_warmup
-from hflambda.warmup.packaged import DistSource, locate_packaged
+from hflambda.warmup.sources.packaged import DistSource, locate_packaged
 from tests.fixtures.models import REPO
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from hflambda.auth.devissuer import DevIssuer
 from hflambda.engines.onnx import OnnxClassifier
 from hflambda.store import ModelStore
-from hflambda.warmup.trained import load_examples
+from hflambda.warmup.sources.trained import load_examples
 from tests.fixtures.auth import APP_ORIGIN
 from tests.fixtures.models import REPO, Warmed, fresh_module
 

@@ -16,7 +16,7 @@ from hflambda.registry import Task, load_registry
 from hflambda.settings import Settings
 from hflambda.store import ModelStore
 from hflambda.warmup import run_warmup
-from hflambda.warmup.devmodels import build_tiny_classifier
+from hflambda.warmup.sources.devmodels import build_tiny_classifier
 from tests.fixtures.hub import hub_registry
 
 pytestmark = pytest.mark.integration

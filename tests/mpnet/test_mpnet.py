@@ -93,7 +93,7 @@ def mpnet(tmp_path_factory: pytest.TempPathFactory) -> Mpnet:
     store = root / "store"
     result = run_warmup(load_registry(registry), ModelStore(store), Settings(model_store=store, registry=registry, profile=""))
     assert result.models[0].status == ModelStatus.PUBLISHED, result.models[0].model_dump_json(indent=2)
-    from hflambda.warmup.packaged import DistSource
+    from hflambda.warmup.sources.packaged import DistSource
 
     source = DistSource(load_registry(registry).get("mpnet").source_uri).fetch(load_registry(registry).get("mpnet"), root).path
     return Mpnet(store, registry, source, result.model_dump(mode="json"))

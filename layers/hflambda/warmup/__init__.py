@@ -1,10 +1,10 @@
 """The warmup side: sources, export, quantize, parity, publish.
 
 The only part of hflambda that imports torch, transformers, optimum and huggingface_hub —
-and only inside the functions that need them, so importing this package stays cheap.
+and only inside the functions that need them, so importing this package stays cheap: the
+runner's task tables import each compiler (export, genai) and source backend on first use.
 """
 
-from hflambda.warmup import genai as _genai  # noqa: F401  (registers text generation with the runner)
 from hflambda.warmup.runner import COMPILERS, EXPORT_SETTINGS, run_warmup, warm_one
 from hflambda.warmup.types import CompileResult, ModelResult, ModelStatus, WarmupResult
 

@@ -24,11 +24,14 @@ What *parity* means for generation (every figure lands in the manifest):
 The GenAI side of the check runs in a subprocess (``hflambda.warmup.genai.main(["probe", ...])``):
 older GenAI releases aborted the whole process on some guidance schemas.
 
-Remote models (``engine = "remote"``) are not compiled: ``check_remote_model`` confirms each
-provider model id ahead of time and the run reports it as ``checked`` or ``failed``.
+Remote models (``engine = "remote"``) are not compiled: ``check_remote_model``
+(:mod:`hflambda.generation.remote`) confirms each provider model id ahead of time and the run
+reports it as ``checked`` or ``failed``.
 
-Importing this module registers the compiler, its export settings and the remote checker
-with the warmup runner; transformers is imported only inside the parity check.
+The warmup runner's task tables (``hflambda.warmup.runner.COMPILERS``, ``EXPORT_SETTINGS``,
+``REMOTE_CHECKERS``) name this module's ``compile_generation`` and ``export_settings`` and
+import it on the first generation model; importing this module registers nothing.
+transformers is imported only inside the parity check.
 """
 
 from __future__ import annotations
@@ -50,11 +53,9 @@ from hflambda.errors import ExportFailed, ParityFailed
 from hflambda.generation.base import ResponseFormat, validate_output
 from hflambda.generation.exceptions import AttemptFailed
 from hflambda.generation.files import CHAT_TEMPLATE, GENAI_CONFIG, read_chat_template
-from hflambda.generation.remote import check_remote_model
 from hflambda.limits import check_generation_memory, generation_memory_mb
-from hflambda.registry import ModelSpec, Task
+from hflambda.registry import ModelSpec
 from hflambda.settings import get_settings
-from hflambda.warmup.runner import COMPILERS, EXPORT_SETTINGS, REMOTE_CHECKERS
 from hflambda.warmup.types import CompileResult
 
 __all__ = [
@@ -333,12 +334,6 @@ def compile_generation(spec: ModelSpec, source: Path, out: Path) -> CompileResul
         info=info,
         timings={"export_s": round(build_s, 3), "parity_s": round(parity_s, 3)},
     )
-
-
-COMPILERS[Task.TEXT_GENERATION] = compile_generation
-EXPORT_SETTINGS[Task.TEXT_GENERATION] = export_settings
-if check_remote_model not in REMOTE_CHECKERS:
-    REMOTE_CHECKERS.append(check_remote_model)
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Copy a pinned Hub snapshot to an S3 prefix (the layout is in ``hflambda.warmup.s3``).
+"""Copy a pinned Hub snapshot to an S3 prefix (the layout is in ``hflambda.warmup.sources.s3``).
 
 The snapshot is fetched with the same ``HubSource`` warmup uses (same allow patterns, same
 retries, same verification), uploaded file by file, and the ``<revision>.mirror.json``
@@ -20,9 +20,9 @@ from hflambda.registry import ModelSpec
 from hflambda.settings import Settings
 from hflambda.store import FileEntry
 from hflambda.telemetry import logger
-from hflambda.warmup.hub import HubSource, TokenSource
 from hflambda.warmup.retry import RetryPolicy
-from hflambda.warmup.s3 import MirrorManifest, S3Source, manifest_key, parse_s3_uri, revision_prefix
+from hflambda.warmup.sources.hub import HubSource, TokenSource
+from hflambda.warmup.sources.s3 import MirrorManifest, S3Source, manifest_key, parse_s3_uri, revision_prefix
 
 __all__ = ["MirrorResult", "mirror_model"]
 

@@ -20,7 +20,8 @@ from hflambda.secrets import HfToken
 from hflambda.settings import Settings
 from hflambda.store import Manifest, ModelStore
 from hflambda.telemetry import logger
-from hflambda.warmup.sources import Source, open_source
+from hflambda.warmup.sources import open_source
+from hflambda.warmup.sources.base import Source
 from hflambda.warmup.types import CompileResult, ModelResult, ModelStatus, WarmupResult
 
 __all__ = ["COMPILERS", "EXPORT_SETTINGS", "Observer", "run_warmup"]
@@ -41,12 +42,40 @@ def _encoder_settings(spec: ModelSpec) -> dict[str, Any]:
     return export_settings(spec)
 
 
-# task -> compiler (source folder -> output folder) and its export settings
-COMPILERS: dict[Task, Compiler] = {Task.EMBEDDINGS: _encoder, Task.TEXT_CLASSIFICATION: _encoder}
-EXPORT_SETTINGS: dict[Task, SettingsFor] = {Task.EMBEDDINGS: _encoder_settings, Task.TEXT_CLASSIFICATION: _encoder_settings}
-# remote models are checked (not compiled) by a checker registered by the generation module
+def _generation(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
+    from hflambda.warmup.genai import compile_generation
+
+    return compile_generation(spec, source, out)
+
+
+def _generation_settings(spec: ModelSpec) -> dict[str, Any]:
+    from hflambda.warmup.genai import export_settings
+
+    return export_settings(spec)
+
+
+def _check_remote_generation(spec: ModelSpec, settings: Settings) -> str:
+    from hflambda.generation.remote import check_remote_model
+
+    return check_remote_model(spec, settings)
+
+
+# task -> compiler (source folder -> output folder) and its export settings. Each entry imports
+# its module on first use (export for the encoders, genai for text generation), so importing
+# the runner loads neither.
+COMPILERS: dict[Task, Compiler] = {
+    Task.EMBEDDINGS: _encoder,
+    Task.TEXT_CLASSIFICATION: _encoder,
+    Task.TEXT_GENERATION: _generation,
+}
+EXPORT_SETTINGS: dict[Task, SettingsFor] = {
+    Task.EMBEDDINGS: _encoder_settings,
+    Task.TEXT_CLASSIFICATION: _encoder_settings,
+    Task.TEXT_GENERATION: _generation_settings,
+}
+# remote models (text generation over a provider) are checked, not compiled
 RemoteChecker = Callable[[ModelSpec, Settings], str]
-REMOTE_CHECKERS: list[RemoteChecker] = []
+REMOTE_CHECKERS: list[RemoteChecker] = [_check_remote_generation]
 
 
 class Observer(Protocol):

@@ -27,11 +27,11 @@ from typing import Any
 from hflambda.errors import SourceError
 from hflambda.registry import ModelSpec
 from hflambda.warmup.buildcache import cached_folder
-from hflambda.warmup.sources import FetchedSource
+from hflambda.warmup.sources.base import FetchedSource
 
 __all__ = ["RECIPES", "Recipe", "TrainedSource", "load_examples", "train_classifier"]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # hflambda/warmup/data
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 

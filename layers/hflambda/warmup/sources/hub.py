@@ -39,7 +39,7 @@ from hflambda.settings import Settings, get_settings
 from hflambda.store import FileEntry
 from hflambda.telemetry import logger
 from hflambda.warmup.retry import Deadline, RetryPolicy, Transient, retry_hint_seconds, with_retries
-from hflambda.warmup.sources import ALLOW_PATTERNS, FetchedSource, ProgressCallback
+from hflambda.warmup.sources.base import ALLOW_PATTERNS, FetchedSource, ProgressCallback
 
 __all__ = ["HubSource", "RemoteFile", "TokenSource"]
 
@@ -147,75 +147,7 @@ class HubSource:
 
     def _classify(self, spec: ModelSpec, revision: str) -> Callable[[BaseException], Transient | None]:
         """Map one failure to a retry (Transient), a typed error (raised), or None (unknown)."""
-        import requests
-        from huggingface_hub.errors import (
-            DisabledRepoError,
-            EntryNotFoundError,
-            GatedRepoError,
-            LocalEntryNotFoundError,
-            OfflineModeIsEnabled,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
-
-        repo, where = self.repo, f"models.{spec.alias}"
-
-        def classify(exc: BaseException) -> Transient | None:
-            for error in _chain(exc):
-                if isinstance(error, _IncompleteDownload):
-                    return Transient(f"incomplete or corrupted download: {error}")
-                if isinstance(error, GatedRepoError):  # before RepositoryNotFoundError, its base
-                    raise self._needs_token(spec, "the Hub says it is gated") or self._gated(spec)
-                if isinstance(error, RevisionNotFoundError):
-                    raise HubNotFound(
-                        f"{where}: revision {revision} not found in {repo!r} on {self.endpoint}. Pin a commit sha "
-                        f"that exists (see {self.endpoint}/{repo}/commits/main).",
-                        repo=repo,
-                        revision=revision,
-                    )
-                if isinstance(error, DisabledRepoError):
-                    raise HubAccessDenied(f"{where}: {repo!r} is disabled on the Hub; pick another repo.", repo=repo)
-                if isinstance(error, RepositoryNotFoundError):
-                    raise self._needs_token(spec, "the Hub answered 'not found'") or self._not_found(spec)
-                if isinstance(error, LocalEntryNotFoundError):
-                    continue  # huggingface_hub's wrapper: the reason (429, 5xx, network) is its cause
-                if isinstance(error, OfflineModeIsEnabled):
-                    raise SourceError(
-                        f"{where}: HF_HUB_OFFLINE is set in the warmup environment, so the Hub cannot be reached. "
-                        "Unset it, or warm from an s3:// mirror or file:// folder.",
-                        repo=repo,
-                    )
-                response = getattr(error, "response", None)
-                status = getattr(response, "status_code", None)
-                if isinstance(error, requests.HTTPError) and isinstance(status, int):
-                    if status == 429:
-                        hint = retry_hint_seconds(dict(response.headers)) if response is not None else None
-                        shown = f" (server asks to wait {hint:g} s)" if hint is not None else ""
-                        return Transient(f"429 Too Many Requests from {self.endpoint}{shown}", hint=hint, rate_limited=True)
-                    if status in {401, 403}:
-                        needs = self._needs_token(spec, f"the Hub answered {status}")
-                        if needs is not None:
-                            raise needs
-                    if status == 401:
-                        raise self.token.rejected(repo)
-                    if status == 403:
-                        raise HubAccessDenied(
-                            f"{where}: the Hub refused access to {repo!r} (403 Forbidden) with {self.token.describe()}. "
-                            "A fine-grained token needs read access to this repo.",
-                            repo=repo,
-                        )
-                    if status >= 500 or status == 408:
-                        return Transient(f"HTTP {status} from {self.endpoint}")
-                    if isinstance(error, EntryNotFoundError):
-                        raise SourceError(f"{where}: a file of {repo!r}@{revision} listed by the Hub is missing: {error}", repo=repo)
-                    raise SourceError(f"{where}: the Hub answered HTTP {status} for {repo!r}: {error}", repo=repo)
-                if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.ConnectionError | requests.Timeout):
-                    return Transient(f"connection problem: {type(error).__name__}: {error}")
-                if isinstance(error, OSError) and "Consistency check failed" in str(error):
-                    return Transient(f"truncated download: {str(error).splitlines()[0]}")
-            return None
-
-        return classify
+        return _Classifier(self, spec, revision)
 
     def _needs_token(self, spec: ModelSpec, answer: str) -> HflambdaError | None:
         """The secret's own error when no token was sent because the configured secret is unusable."""
@@ -401,3 +333,127 @@ class HubSource:
             bytes_downloaded=sum(f.size for f in verified.values()),
             files=verified,
         )
+
+
+Verdict = Callable[[BaseException], "Transient | None"]
+
+
+class _Classifier:
+    """``HubSource._classify``: one failure -> a retry (Transient), a typed error (raised), or None.
+
+    Every exception of the failure's cause/context chain is looked at in turn: the first type
+    in ``by_type`` it is an instance of decides (a handler returning None moves on to the
+    next exception of the chain); an exception of no listed type is judged by its HTTP status
+    (``_http``), then as a transport failure (``_transport``).
+    """
+
+    def __init__(self, hub: HubSource, spec: ModelSpec, revision: str) -> None:
+        import requests
+        from huggingface_hub.errors import (
+            DisabledRepoError,
+            EntryNotFoundError,
+            GatedRepoError,
+            LocalEntryNotFoundError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        self.hub, self.spec, self.revision = hub, spec, revision
+        self.repo, self.where = hub.repo, f"models.{spec.alias}"
+        self.requests = requests
+        self.entry_not_found = EntryNotFoundError
+        # order matters: huggingface_hub's errors subclass each other
+        self.by_type: list[tuple[type[BaseException], Verdict]] = [
+            (_IncompleteDownload, self._incomplete),
+            (GatedRepoError, self._gated),  # before RepositoryNotFoundError, its base
+            (RevisionNotFoundError, self._no_revision),
+            (DisabledRepoError, self._disabled),
+            (RepositoryNotFoundError, self._no_repo),
+            # huggingface_hub's wrapper: the reason (429, 5xx, network) is its cause
+            (LocalEntryNotFoundError, lambda error: None),
+            (OfflineModeIsEnabled, self._offline),
+        ]
+
+    def __call__(self, exc: BaseException) -> Transient | None:
+        for error in _chain(exc):
+            verdict = self._one(error)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def _one(self, error: BaseException) -> Transient | None:
+        for kind, handle in self.by_type:
+            if isinstance(error, kind):
+                return handle(error)
+        response = getattr(error, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(error, self.requests.HTTPError) and isinstance(status, int):
+            return self._http(error, status, response)
+        return self._transport(error)
+
+    # --- by type ---------------------------------------------------------------------------
+
+    def _incomplete(self, error: BaseException) -> Transient:
+        return Transient(f"incomplete or corrupted download: {error}")
+
+    def _gated(self, error: BaseException) -> Transient:
+        raise self.hub._needs_token(self.spec, "the Hub says it is gated") or self.hub._gated(self.spec)
+
+    def _no_revision(self, error: BaseException) -> Transient:
+        endpoint = self.hub.endpoint
+        raise HubNotFound(
+            f"{self.where}: revision {self.revision} not found in {self.repo!r} on {endpoint}. Pin a commit sha "
+            f"that exists (see {endpoint}/{self.repo}/commits/main).",
+            repo=self.repo,
+            revision=self.revision,
+        )
+
+    def _disabled(self, error: BaseException) -> Transient:
+        raise HubAccessDenied(f"{self.where}: {self.repo!r} is disabled on the Hub; pick another repo.", repo=self.repo)
+
+    def _no_repo(self, error: BaseException) -> Transient:
+        raise self.hub._needs_token(self.spec, "the Hub answered 'not found'") or self.hub._not_found(self.spec)
+
+    def _offline(self, error: BaseException) -> Transient:
+        raise SourceError(
+            f"{self.where}: HF_HUB_OFFLINE is set in the warmup environment, so the Hub cannot be reached. "
+            "Unset it, or warm from an s3:// mirror or file:// folder.",
+            repo=self.repo,
+        )
+
+    # --- by HTTP status and transport --------------------------------------------------------
+
+    def _http(self, error: BaseException, status: int, response: Any) -> Transient:
+        endpoint = self.hub.endpoint
+        if status == 429:
+            hint = retry_hint_seconds(dict(response.headers)) if response is not None else None
+            shown = f" (server asks to wait {hint:g} s)" if hint is not None else ""
+            return Transient(f"429 Too Many Requests from {endpoint}{shown}", hint=hint, rate_limited=True)
+        if status in {401, 403}:
+            raise self._refused(status)
+        if status >= 500 or status == 408:
+            return Transient(f"HTTP {status} from {endpoint}")
+        if isinstance(error, self.entry_not_found):
+            raise SourceError(f"{self.where}: a file of {self.repo!r}@{self.revision} listed by the Hub is missing: {error}", repo=self.repo)
+        raise SourceError(f"{self.where}: the Hub answered HTTP {status} for {self.repo!r}: {error}", repo=self.repo)
+
+    def _refused(self, status: int) -> HflambdaError:
+        needs = self.hub._needs_token(self.spec, f"the Hub answered {status}")
+        if needs is not None:
+            return needs
+        if status == 401:
+            return self.hub.token.rejected(self.repo)
+        return HubAccessDenied(
+            f"{self.where}: the Hub refused access to {self.repo!r} (403 Forbidden) with {self.hub.token.describe()}. "
+            "A fine-grained token needs read access to this repo.",
+            repo=self.repo,
+        )
+
+    def _transport(self, error: BaseException) -> Transient | None:
+        requests = self.requests
+        if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.ConnectionError | requests.Timeout):
+            return Transient(f"connection problem: {type(error).__name__}: {error}")
+        if isinstance(error, OSError) and "Consistency check failed" in str(error):
+            return Transient(f"truncated download: {str(error).splitlines()[0]}")
+        return None

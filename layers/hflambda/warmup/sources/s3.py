@@ -24,7 +24,7 @@ from hflambda.settings import Settings, get_settings
 from hflambda.store import FileEntry, sha256_file
 from hflambda.telemetry import logger
 from hflambda.warmup.retry import Deadline, RetryPolicy, Transient, with_retries
-from hflambda.warmup.sources import FetchedSource, ProgressCallback
+from hflambda.warmup.sources.base import FetchedSource, ProgressCallback
 
 __all__ = ["MIRROR_SUFFIX", "MirrorManifest", "S3Source", "manifest_key", "parse_s3_uri", "revision_prefix"]
 

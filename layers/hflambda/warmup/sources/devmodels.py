@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hflambda.errors import SourceError
 from hflambda.registry import ModelSpec
-from hflambda.warmup.sources import FetchedSource
+from hflambda.warmup.sources.base import FetchedSource
 
 __all__ = ["DEV_MODELS", "DevModelSource", "build_tiny_classifier", "build_tiny_qwen2"]
 
