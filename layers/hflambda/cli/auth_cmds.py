@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hflambda.auth.devissuer import DEFAULT_KEY_DIR, DEV_AUDIENCE, DevIssuer
-from hflambda.cli import app
+from hflambda.cli.app import app
 
 
 def _parse_claims(pairs: list[str]) -> dict[str, str]:

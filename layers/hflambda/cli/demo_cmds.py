@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hflambda.cli import app
+from hflambda.cli.app import app
 
 DOCUMENTS = [
     {"id": "lambda-cold-start", "text": "Lambda cold starts are short when models load from EFS with onnxruntime.", "metadata": {"topic": "serving"}},

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hflambda.cli import app
+from hflambda.cli.app import app
 
 
 def _summary(console: Console, info: dict[str, object], token: str, key_dir: Path) -> None:

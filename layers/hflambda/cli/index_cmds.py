@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hflambda.cli import app
+from hflambda.cli.app import app
 from hflambda.errors import HflambdaError
 from hflambda.settings import Settings, get_settings
 

@@ -16,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from hflambda.cli import app
+from hflambda.cli.app import app
 from hflambda.errors import HflambdaError, ModelNotFound, RegistryError
 from hflambda.registry import load_registry
 from hflambda.settings import get_settings

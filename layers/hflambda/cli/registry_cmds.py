@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hflambda.cli import app
+from hflambda.cli.app import app
 from hflambda.registry import check_registry
 from hflambda.settings import get_settings
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hflambda.cli import app
+from hflambda.cli.app import app
 from hflambda.errors import RegistryError
 from hflambda.settings import get_settings
 from hflambda.warmup.types import ModelResult, ModelStatus, WarmupResult
