@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -330,13 +330,7 @@ def parse_registry(
     if not isinstance(raw_models, dict) or not raw_models:
         problems.append("models: no [models.<alias>] table; the registry needs at least one model")
         return {}, problems
-    overrides: dict[str, Any] = {}
-    profiles = data.get("profiles", {})
-    if profile and isinstance(profiles, dict):
-        overrides = profiles.get(profile, {}) or {}
-        for alias in overrides:
-            if alias not in raw_models:
-                problems.append(f"profiles.{profile}.{alias}: overrides a model not in [models]")
+    overrides = _profile_overrides(data.get("profiles", {}), profile, raw_models, problems)
     models: dict[str, ModelSpec] = {}
     invalid: dict[str, ModelSpec] = {}
     unknown_task: set[str] = set()
@@ -346,29 +340,64 @@ def parse_registry(
         if not isinstance(table, dict):
             problems.append(f"models.{alias}: must be a table")
             continue
-        override = overrides.get(alias) or {}
-        merged = {**table, **override}
-        if str(override.get("source", "")).startswith(DERIVED_REVISION_SCHEMES) and "revision" not in override:
-            # these sources derive their revision from content (sha256, data + recipe): a Hub commit
-            # inherited from the base table would name another model
-            merged.pop("revision", None)
-        try:
-            spec = ModelSpec(alias=alias, **merged)
-        except ValidationError as exc:
-            problems += _format_validation(alias, exc)
-            spec_or_none = _salvage(alias, merged, exc)
-            if spec_or_none is None:
-                continue
-            spec, substituted = spec_or_none
-            checked = _check_spec(spec, task_known="task" not in substituted)
-            problems += [p for p in checked if not any(f".{f}" in p for f in substituted)]
-            invalid[alias] = spec
-            if "task" in substituted:
-                unknown_task.add(alias)
+        parsed = _parse_model(alias, table, overrides.get(alias) or {}, problems)
+        if parsed is None:
             continue
-        problems += _check_spec(spec)
-        models[alias] = spec
-    # also validate the duplicates, so their own defects are reported too
+        spec, verdict = parsed
+        (models if verdict == "valid" else invalid)[alias] = spec
+        if verdict == "unknown task":
+            unknown_task.add(alias)
+    problems += _duplicate_problems(raw_models)
+    problems += _check_fallbacks({**models, **invalid}, frozenset(unknown_task))
+    return models, problems
+
+
+def _profile_overrides(profiles: Any, profile: str | None, raw_models: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The ``[profiles.<profile>]`` overrides per alias (problems appended for unknown aliases)."""
+    if not profile or not isinstance(profiles, dict):
+        return {}
+    overrides: dict[str, Any] = profiles.get(profile, {}) or {}
+    problems += [
+        f"profiles.{profile}.{alias}: overrides a model not in [models]" for alias in overrides if alias not in raw_models
+    ]
+    return overrides
+
+
+_Verdict: TypeAlias = Literal["valid", "invalid", "unknown task"]
+
+
+def _parse_model(
+    alias: str, table: dict[str, Any], override: dict[str, Any], problems: list[str]
+) -> tuple[ModelSpec, _Verdict] | None:
+    """One model table with its profile override, as a spec and whether it is valid.
+
+    Problems are appended to ``problems``. An invalid table is salvaged where it can be (so
+    its fallbacks are still checked): ``"invalid"``, or ``"unknown task"`` when even its task
+    had to be substituted; None when nothing could be salvaged.
+    """
+    merged = {**table, **override}
+    if str(override.get("source", "")).startswith(DERIVED_REVISION_SCHEMES) and "revision" not in override:
+        # these sources derive their revision from content (sha256, data + recipe): a Hub commit
+        # inherited from the base table would name another model
+        merged.pop("revision", None)
+    try:
+        spec = ModelSpec(alias=alias, **merged)
+    except ValidationError as exc:
+        problems += _format_validation(alias, exc)
+        salvaged = _salvage(alias, merged, exc)
+        if salvaged is None:
+            return None
+        spec, substituted = salvaged
+        checked = _check_spec(spec, task_known="task" not in substituted)
+        problems += [p for p in checked if not any(f".{f}" in p for f in substituted)]
+        return spec, "unknown task" if "task" in substituted else "invalid"
+    problems += _check_spec(spec)
+    return spec, "valid"
+
+
+def _duplicate_problems(raw_models: dict[str, Any]) -> list[str]:
+    """The duplicates' own defects (``_rename_duplicate_tables`` reported the duplication)."""
+    problems: list[str] = []
     for alias, table in raw_models.items():
         if "#dup" in alias and isinstance(table, dict):
             real = alias.split("#dup")[0]
@@ -376,8 +405,7 @@ def parse_registry(
                 _check_spec(ModelSpec(alias=real, **table))
             except ValidationError as exc:
                 problems += _format_validation(real, exc)
-    problems += _check_fallbacks({**models, **invalid}, frozenset(unknown_task))
-    return models, problems
+    return problems
 
 
 def check_registry(
