@@ -3,6 +3,13 @@
 Each carries a ``status`` (the HTTP status the predict API maps it to, in one place:
 ``functions/predict/errors.py``) and a ``code`` (a stable machine-readable name). Messages
 say what went wrong, where, and what to do.
+
+The error-module story: every error a client can receive is a type in this module, or a
+narrower subclass that keeps its base's status and code (``vectors.FilterInvalid`` is a
+``BadInput``); one is still defined beside its factory, ``vectors.VectorStoreNotConfigured``
+(503). A subpackage has an ``exceptions.py`` only for errors that never reach a client by
+themselves: ``hflambda.generation.exceptions`` (one fallback attempt's failure, which the
+chain folds into ``FallbackExhausted``; a remote model's warmup check).
 """
 
 from __future__ import annotations

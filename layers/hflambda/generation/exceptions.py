@@ -2,6 +2,9 @@
 
 ``AttemptFailed`` never reaches a client on its own: the chain collects one per model and,
 when none answered, raises ``hflambda.errors.FallbackExhausted`` listing them all.
+``RemoteCheckFailed`` is warmup's (serving turns an unreadable key into an ``AttemptFailed``).
+That is why these live here and not in ``hflambda.errors``, which holds every error a client
+can receive (see its docstring).
 """
 
 from __future__ import annotations
