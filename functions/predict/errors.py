@@ -1,11 +1,10 @@
 """The one place errors become HTTP responses: every body is an ``ErrorResponse``.
 
-The error story: every error a client of the predict API can receive is a type in
-``hflambda.errors`` (its ``status`` and ``code``, defined once); this module maps them, and
-FastAPI's own (validation, 404/405) and the body guard's (413/415), to the one body. A
-subpackage keeps an ``exceptions.py`` only for errors that never reach a client by
-themselves (``hflambda.generation.exceptions``: one fallback attempt's failure, folded into
-``FallbackExhausted``). ``responses(*codes)`` documents a route's errors with that body.
+The error story: every error a client of the predict API can receive is an
+``HflambdaError`` carrying its ``status`` and ``code``, defined in ``hflambda.errors`` (its
+docstring says which subpackage errors stay out of it and why); this module maps them, and
+FastAPI's own (validation, 404/405) and the body guard's (413/415), to the one body.
+``responses(*codes)`` documents a route's errors with that body.
 
 Logging goes through the shared Powertools logger (``hflambda.telemetry.logger``), so these
 lines carry the Lambda context and the request id like every other line.
@@ -33,7 +32,8 @@ __all__ = ["ERROR_DESCRIPTIONS", "error_body", "error_response", "install", "req
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "A request the caller can fix (`bad_request`, `context_length_exceeded`); `param` names the field.",
     401: "Missing or invalid bearer token (`invalid_token`, `auth_not_configured`); see the WWW-Authenticate header.",
-    404: "The model alias is not in the registry for this task (`model_not_found`, listing the known aliases).",
+    404: "The model is not in the registry for this task (`model_not_found`, listing the known aliases; "
+    "/v1/search: the registry has no embedding model).",
     413: "The request body is over HFLAMBDA_MAX_BODY_BYTES, or a batch or document is over a documented limit (`payload_too_large`).",
     415: "The request body is not JSON (`unsupported_media_type`).",
     422: "The request does not match its schema (`invalid_request`); `details.problems` lists every problem.",
