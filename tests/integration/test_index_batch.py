@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hflambda.errors import ModelNotReady
 from hflambda.indexing import Indexer, QueueRecord
 from hflambda.settings import Settings
 from hflambda.vectors.lance import LanceVectorStore
+from hflambda.vectors.ledger import FailureRecord
 from hflambda.vectors.types import VectorSpace
 from tests.fakes.embedder import FakeEmbedder
 
@@ -71,6 +73,30 @@ def test_valid_and_invalid_records_in_one_batch(store: LanceVectorStore, embedde
     # the reasons are kept for `hflambda dlq list`
     recorded = store.failure_reasons(["m2", "m3", "m1"])
     assert set(recorded) == {"m2", "m3"} and recorded["m2"].source == "arn:aws:sqs:us-east-1:0:q"
+
+
+class MemoryLedger:
+    """A failure ledger in memory: all the indexer needs to record reasons."""
+
+    def __init__(self) -> None:
+        self.records: list[FailureRecord] = []
+
+    def record_failures(self, failures: Iterable[FailureRecord]) -> None:
+        self.records.extend(failures)
+
+    def failure_reasons(self, message_ids: Iterable[str]) -> dict[str, FailureRecord]:
+        wanted = set(message_ids)
+        return {r.message_id: r for r in self.records if r.message_id in wanted}
+
+
+def test_failure_reasons_go_to_the_ledger_it_is_given(store: LanceVectorStore, embedder: FakeEmbedder) -> None:
+    ledger = MemoryLedger()
+    indexer = Indexer(store, lambda: embedder, Settings(), ledger=ledger)  # type: ignore[arg-type, return-value]
+    outcome = indexer.index([record("m1", "{not json", receives=3), record("m2", body(doc="d1"))])
+    assert set(outcome.failures) == {"m1"} and outcome.written == 1
+    assert [(r.message_id, r.receive_count, r.source) for r in ledger.records] == [("m1", 3, "arn:aws:sqs:us-east-1:0:q")]
+    assert ledger.records[0].reason.startswith("invalid message: body is not JSON")
+    assert store.failure_reasons(["m1"]) == {}  # not also in the store's own ledger
 
 
 def test_all_chunks_of_a_batch_are_embedded_together_in_bounded_groups(store: LanceVectorStore, embedder: FakeEmbedder) -> None:

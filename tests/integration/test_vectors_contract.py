@@ -21,7 +21,7 @@ from hflambda.messages import version_key
 from hflambda.settings import Settings
 from hflambda.vectors import open_vector_store
 from hflambda.vectors.base import VectorStore
-from hflambda.vectors.ledger import FailureRecord
+from hflambda.vectors.ledger import FailureLedger, FailureRecord
 from hflambda.vectors.types import Chunk, DeleteOp, UpsertOp, VectorSpace
 
 pytestmark = pytest.mark.integration
@@ -188,6 +188,15 @@ def test_failures_are_recorded_and_read_back(store: VectorStore) -> None:
     reasons = store.failure_reasons(["m1", "m2", "m3"])
     assert set(reasons) == {"m1", "m2"}
     assert (reasons["m1"].reason, reasons["m1"].receive_count, reasons["m1"].source) == ("embedding failed: boom", 2, "arn:q")
+
+
+def test_the_failure_ledger_is_its_own_protocol_and_every_backend_keeps_one(backend: Factory) -> None:
+    writer, reader = backend(), backend()
+    assert not hasattr(VectorStore, "record_failures") and not hasattr(VectorStore, "failure_reasons")
+    assert isinstance(writer, FailureLedger) and isinstance(reader, FailureLedger)
+    writer.record_failures([FailureRecord("m9", "vector store write failed: x", 3, "arn:q", datetime.now(UTC))])
+    found = reader.failure_reasons(["m9", "m10"])
+    assert list(found) == ["m9"] and (found["m9"].reason, found["m9"].receive_count) == ("vector store write failed: x", 3)
 
 
 def test_stale_documents_and_reindex_move_to_the_new_revision(store: VectorStore) -> None:
