@@ -6,8 +6,8 @@ say what went wrong, where, and what to do.
 
 The error-module story: every error a client can receive is a type in this module, or a
 narrower subclass that keeps its base's status and code (``vectors.FilterInvalid`` is a
-``BadInput``); one is still defined beside its factory, ``vectors.VectorStoreNotConfigured``
-(503). A subpackage has an ``exceptions.py`` only for errors that never reach a client by
+``BadInput``); a subpackage may re-export one (``vectors.VectorStoreNotConfigured``). A
+subpackage has an ``exceptions.py`` only for errors that never reach a client by
 themselves: ``hflambda.generation.exceptions`` (one fallback attempt's failure, which the
 chain folds into ``FallbackExhausted``; a remote model's warmup check).
 """
@@ -41,6 +41,7 @@ __all__ = [
     "SourceError",
     "StoreCorrupt",
     "UpstreamError",
+    "VectorStoreNotConfigured",
 ]
 
 
@@ -157,6 +158,13 @@ class QueueNotConfigured(HflambdaError):
 
     status = 503
     code = "queue_not_configured"
+
+
+class VectorStoreNotConfigured(HflambdaError):
+    """The aws vector backend is selected without its bucket, index or table."""
+
+    status = 503
+    code = "vector_store_not_configured"
 
 
 class UpstreamError(HflambdaError):

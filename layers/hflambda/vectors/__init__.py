@@ -16,7 +16,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, TypeAlias
 
-from hflambda.errors import HflambdaError
+from hflambda.errors import VectorStoreNotConfigured
 from hflambda.settings import Settings, get_settings
 from hflambda.vectors.base import VectorStore
 from hflambda.vectors.ledger import FailureLedger, FailureRecord
@@ -65,13 +65,6 @@ __all__ = [
 
 _Backend: TypeAlias = "S3VectorsStore | LanceVectorStore"
 """Every backend is both a ``VectorStore`` and a ``FailureLedger``."""
-
-
-class VectorStoreNotConfigured(HflambdaError):
-    """The aws vector backend is selected without its bucket, index or table."""
-
-    status = 503
-    code = "vector_store_not_configured"
 
 
 def open_vector_store(settings: Settings | None = None, *, uri: str | None = None) -> VectorStore:
