@@ -181,19 +181,14 @@ def fusion_agreement(unfused: Path, fused: Path, tokenizer_file: Path, max_token
     return float(graph_cosines(unfused, fused, tokenizer_file, max_tokens).min())
 
 
-def check_int8(spec: ModelSpec, fp32: Path, int8: Path, tokenizer_file: Path, reference: np.ndarray | None = None) -> dict[str, float]:
-    """Embeddings: the int8 graph's cosines to the fp32 graph on the parity texts (not gated here).
+def int8_cosines(spec: ModelSpec, fp32: Path, int8: Path, tokenizer_file: Path, reference: np.ndarray | None = None) -> np.ndarray:
+    """Embeddings: cosine per parity text between the int8 graph and the fp32 one.
 
     ``reference``: the fp32 graph's outputs when already computed (the ladder runs it once)."""
     max_tokens = spec.max_tokens or FALLBACK_MAX_TOKENS
     a = _graph_outputs(fp32, tokenizer_file, PARITY_TEXTS, max_tokens) if reference is None else reference
     b = _graph_outputs(int8, tokenizer_file, PARITY_TEXTS, max_tokens)
-    cos = (a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
-    return {"min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6), "min_threshold": INT8_MIN_COSINE, "mean_threshold": INT8_MEAN_COSINE}
-
-
-def _int8_passes(result: dict[str, float]) -> bool:
-    return result["min_cosine"] >= INT8_MIN_COSINE and result["mean_cosine"] >= INT8_MEAN_COSINE
+    return np.asarray((a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None))
 
 
 def quantize_checked(spec: ModelSpec, graph_file: Path, dst: Path, *, fused: bool, config: dict[str, Any], tokenizer_file: Path) -> dict[str, Any]:
@@ -215,9 +210,10 @@ def quantize_checked(spec: ModelSpec, graph_file: Path, dst: Path, *, fused: boo
             return {"recipe": recipe, "recipe_note": INT8_RECIPE_NOTES[recipe], "quantize_s": seconds}
         if reference is None:
             reference = _graph_outputs(graph_file, tokenizer_file, PARITY_TEXTS, spec.max_tokens or FALLBACK_MAX_TOKENS)
-        result = check_int8(spec, graph_file, candidate, tokenizer_file, reference)
+        cos = int8_cosines(spec, graph_file, candidate, tokenizer_file, reference)
+        result = {"min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6), "min_threshold": INT8_MIN_COSINE, "mean_threshold": INT8_MEAN_COSINE}
         tried.append({"recipe": recipe, "min_cosine": result["min_cosine"], "mean_cosine": result["mean_cosine"], "quantize_s": seconds})
-        if _int8_passes(result):
+        if cos.min() >= INT8_MIN_COSINE and cos.mean() >= INT8_MEAN_COSINE:  # unrounded
             shutil.move(str(candidate), dst)
             return {**result, "recipe": recipe, "recipe_note": INT8_RECIPE_NOTES[recipe], "tried": tried}
         candidate.unlink()
