@@ -14,6 +14,7 @@ chain folds into ``FallbackExhausted``; a remote model's warmup check).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "SourceChanged",
     "SourceError",
     "StoreCorrupt",
+    "StoreUnreadable",
     "UpstreamError",
     "VectorStoreNotConfigured",
 ]
@@ -113,6 +115,19 @@ class StoreCorrupt(ModelNotReady):
     """A published revision whose files do not match its manifest."""
 
     code = "model_store_corrupt"
+
+
+class StoreUnreadable(ModelNotReady):
+    """The model store itself cannot be read (an unmounted, misconfigured or unreadable folder)."""
+
+    code = "model_store_unreadable"
+
+    def __init__(self, alias: str, path: Path, error: OSError) -> None:
+        super().__init__(
+            alias,
+            f"cannot read {path} ({error.strerror or type(error).__name__}): check that the model store "
+            "(HFLAMBDA_MODEL_STORE) is mounted and readable by this function",
+        )
 
 
 class RegistryError(HflambdaError):

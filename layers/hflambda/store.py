@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from hflambda.errors import LockHeld, ModelNotReady, StoreCorrupt
+from hflambda.errors import LockHeld, ModelNotReady, StoreCorrupt, StoreUnreadable
 
 __all__ = [
     "AliasLock",
@@ -143,10 +143,13 @@ class ModelStore:
 
     def current_name(self, alias: str) -> str | None:
         """The directory name CURRENT points at, or None when the alias was never published."""
+        pointer = self.root / alias / CURRENT
         try:
-            name = (self.root / alias / CURRENT).read_text(encoding="utf-8").strip()
+            name = pointer.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # not "not warmed": the store is missing its mount or permissions
+            raise StoreUnreadable(alias, pointer, exc) from exc
         return name or None
 
     def read_manifest(self, alias: str, name: str) -> Manifest | None:
@@ -159,9 +162,9 @@ class ModelStore:
 
     def resolve(self, alias: str, *, verify_hashes: bool | None = None) -> PublishedModel:
         """The live, verified revision of ``alias``; ModelNotReady says precisely why not."""
+        name = self.current_name(alias)  # StoreUnreadable when the folder cannot be read at all
         if not self.root.is_dir():
             raise ModelNotReady(alias, f"the model store {self.root} does not exist; run warmup")
-        name = self.current_name(alias)
         if name is None:
             raise ModelNotReady(alias, f"not warmed: {self.root / alias / CURRENT} does not exist; run warmup")
         path = self.root / alias / name

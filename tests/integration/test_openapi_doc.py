@@ -225,7 +225,7 @@ CHAT = {"messages": [{"role": "user", "content": "Say hello."}]}
 DOC = {"documents": [{"id": "d1", "text": "hello"}]}
 
 TRIGGERS: dict[tuple[str, str], dict[int, Trigger]] = {
-    ("get", "/health"): {},
+    ("get", "/health"): {503: to("/health", model_store="@FILE@")},
     ("get", "/v1/models"): {401: no_token, 503: auth_unavailable},
     ("get", "/v1/models/{model_id}"): {401: no_token, 404: to("/v1/models/nope"), 503: auth_unavailable},
     ("post", "/v1/embeddings"): {

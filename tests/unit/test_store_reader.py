@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hflambda.errors import ModelNotReady, StoreCorrupt
+from hflambda.errors import ModelNotReady, StoreCorrupt, StoreUnreadable
 from hflambda.store import Manifest, ModelStore
 
 
@@ -80,3 +80,16 @@ def test_republish_same_revision_keeps_the_live_one(tmp_path: Path) -> None:
     assert published.path.name.startswith("r1.")  # other export settings: a new directory
     assert (tmp_path / "m" / "r1" / "model.onnx").read_bytes() == b"one"
     assert store.resolve("m").path == published.path
+
+
+def test_an_unreadable_store_is_not_mistaken_for_not_warmed(tmp_path: Path) -> None:
+    # a file where the store's folder should be (an EFS mount that failed, a wrong path)
+    root = tmp_path / "models"
+    root.write_text("not a folder")
+    store = ModelStore(root)
+    with pytest.raises(StoreUnreadable) as caught:
+        store.current_name("embed")
+    assert caught.value.status == 503 and caught.value.code == "model_store_unreadable"
+    assert str(root / "embed" / "CURRENT") in str(caught.value) and "HFLAMBDA_MODEL_STORE" in str(caught.value)
+    with pytest.raises(StoreUnreadable):
+        store.resolve("embed")

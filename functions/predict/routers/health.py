@@ -16,9 +16,11 @@ from hflambda.registry import ModelSpec
 router = APIRouter()
 
 
-@router.get("/health", operation_id="get_health", response_model=Health, tags=["health"])
+# 503 the model store cannot be read (not mounted, no permission): not a model that is merely not warmed
+@router.get("/health", operation_id="get_health", response_model=Health, tags=["health"], responses=responses(503))
 def health(pool: Pool) -> Health:
-    """Liveness: the process answers. Readiness per model is in ``/v1/models``."""
+    """Liveness: the process answers and can read its model store (503 with the reason when
+    it cannot). Readiness per model is in ``/v1/models``."""
     specs = [s for s in pool.registry if not s.is_remote]
     ready = sum(1 for s in specs if pool.store.current_name(s.alias) is not None)
     return Health(models_ready=ready, models_total=len(specs))
