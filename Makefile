@@ -35,6 +35,7 @@ test: install lint
 	$(PY) -m pytest -q --durations=15
 
 lint: install
+	$(VENV)/bin/ruff format --check layers functions tests cdk bench containers rehearsal
 	$(VENV)/bin/ruff check layers functions tests cdk bench containers rehearsal
 	$(VENV)/bin/mypy layers/hflambda functions containers rehearsal
 

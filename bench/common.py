@@ -28,7 +28,12 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "cpu": cpu,
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def save_section(name: str, data: dict[str, Any]) -> None:
@@ -57,7 +62,9 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60
     """Run ``code`` in a fresh interpreter; returns (wall seconds incl. startup, stdout)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=full_env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     elapsed = time.perf_counter() - started
     if out.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{out.stderr[-3000:]}")
@@ -85,11 +92,15 @@ def report_peer(cold_s: float, documents: int, index_s: float, queries: list[str
         ids = search(query)
         latencies.append((time.perf_counter() - started) * 1000)
         top[str(i)] = ids
-    print(json.dumps({
-        "cold_start_s": cold_s,
-        "index_docs_per_s": documents / index_s,
-        "search_p50_ms": percentile(latencies, 50),
-        "search_p95_ms": percentile(latencies, 95),
-        "peak_rss_mb": peak_rss_mb(),
-        "top10": top,
-    }))
+    print(
+        json.dumps(
+            {
+                "cold_start_s": cold_s,
+                "index_docs_per_s": documents / index_s,
+                "search_p50_ms": percentile(latencies, 50),
+                "search_p95_ms": percentile(latencies, 95),
+                "peak_rss_mb": peak_rss_mb(),
+                "top10": top,
+            }
+        )
+    )

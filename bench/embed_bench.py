@@ -30,7 +30,15 @@ SENTENCES = [
 ]
 DOCUMENTS = 300
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
-PEERS = ["hflambda-fp32", "hflambda-int8", "fastembed", "fastembed-fused", "st-onnx", "st-onnx-int8", "st-torch"]
+PEERS = [
+    "hflambda-fp32",
+    "hflambda-int8",
+    "fastembed",
+    "fastembed-fused",
+    "st-onnx",
+    "st-onnx-int8",
+    "st-torch",
+]
 LABELS = {
     "hflambda-fp32": "hflambda fp32 (fused graph; index workload in the index function's throughput mode)",
     "hflambda-int8": "hflambda int8 (fused, then quantized; index workload in throughput mode)",
@@ -98,7 +106,9 @@ def fastembed_python() -> Path:
     python = FASTEMBED_VENV / "bin" / "python"
     if not (FASTEMBED_VENV / ".installed").exists():
         subprocess.run([sys.executable, "-m", "venv", str(FASTEMBED_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"fastembed=={FASTEMBED_VERSION}"], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", f"fastembed=={FASTEMBED_VERSION}"], check=True
+        )
         (FASTEMBED_VENV / ".installed").touch()
     return python
 
@@ -124,7 +134,15 @@ def prepare_peer_models(store: Path) -> dict[str, str]:
         from optimum.exporters.onnx import main_export
 
         # the export warmup makes before fusing (same optimum call, same opset)
-        main_export(str(source), output=unfused, task="feature-extraction", opset=OPSET, do_validation=False, local_files_only=True, library_name="transformers")
+        main_export(
+            str(source),
+            output=unfused,
+            task="feature-extraction",
+            opset=OPSET,
+            do_validation=False,
+            local_files_only=True,
+            library_name="transformers",
+        )
         _tokenizer_dir(unfused, source)
     served = ModelStore(store).resolve("embed")
     fused.mkdir(parents=True, exist_ok=True)
@@ -140,7 +158,13 @@ def prepare_peer_models(store: Path) -> dict[str, str]:
             f"export_dynamic_quantized_onnx_model(m, 'avx512_vnni', {str(st_onnx)!r})\n",
             {"HF_HUB_OFFLINE": "1"},
         )
-    return {"store": str(store), "st_dir": str(source), "st_onnx_dir": str(st_onnx), "fastembed_dir": str(unfused), "fastembed_fused_dir": str(fused)}
+    return {
+        "store": str(store),
+        "st_dir": str(source),
+        "st_onnx_dir": str(st_onnx),
+        "fastembed_dir": str(unfused),
+        "fastembed_fused_dir": str(fused),
+    }
 
 
 def index_documents(n: int = DOCUMENTS, seed: int = 11) -> list[str]:
@@ -191,7 +215,14 @@ def run_peer(kind: str, workload_file: Path, out: Path) -> dict[str, Any]:
     for keep in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # tests' and CI's environment, unchanged
         if keep in os.environ:
             env[keep] = os.environ[keep]
-    done = subprocess.run([python, "-m", "bench.peer_embed", kind, str(workload_file), str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [python, "-m", "bench.peer_embed", kind, str(workload_file), str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"peer {kind} failed:\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -199,7 +230,9 @@ def run_peer(kind: str, workload_file: Path, out: Path) -> dict[str, Any]:
 
 def sgemm_peak() -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    done = subprocess.run([sys.executable, "-c", SGEMM], env=env, capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SGEMM], env=env, capture_output=True, text=True, timeout=300, check=True
+    )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -236,16 +269,31 @@ def graph_variants(unfused_dir: Path) -> dict[str, Any]:
     files["int8 quantize, then fuse"] = (work / "q-then-fuse.onnx", "basic")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(work / "fused.onnx"), str(work / "fuse-then-q-matmul.onnx"), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"], extra_options={"DefaultTensorType": 1})
+    quantize_dynamic(
+        str(work / "fused.onnx"),
+        str(work / "fuse-then-q-matmul.onnx"),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"DefaultTensorType": 1},
+    )
     files["int8 fuse, then quantize MatMul"] = (work / "fuse-then-q-matmul.onnx", "basic")
     quantize_int8(work / "fused.onnx", work / "fuse-then-q.onnx", fused=True)
-    files["int8 fuse, then quantize MatMul+Attention+EmbedLayerNorm (served)"] = (work / "fuse-then-q.onnx", "basic")
+    files["int8 fuse, then quantize MatMul+Attention+EmbedLayerNorm (served)"] = (
+        work / "fuse-then-q.onnx",
+        "basic",
+    )
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     tokenizer.no_padding()
     ids = np.asarray([e.ids for e in tokenizer.encode_batch(SENTENCES)], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    sessions = {k: ort.InferenceSession(str(f), sess_options=session_options(0, level), providers=["CPUExecutionProvider"]) for k, (f, level) in files.items()}
+    sessions = {
+        k: ort.InferenceSession(
+            str(f), sess_options=session_options(0, level), providers=["CPUExecutionProvider"]
+        )
+        for k, (f, level) in files.items()
+    }
     speed: dict[str, list[float]] = {k: [] for k in files}
     for _ in range(3):  # interleaved
         for k, session in sessions.items():
@@ -259,12 +307,27 @@ def graph_variants(unfused_dir: Path) -> dict[str, Any]:
     for k, (f, level) in files.items():
         loads = [float(_session_load(f, level)) for _ in range(REPEATS)]
         cos = graph_cosines(unfused, f, tokenizer_file)
-        out[k] = {"batch32_per_s": median(speed[k]), "runs": speed[k], "session_load_s": median(loads), "session_optimization": level, "mean_cosine_vs_fp32": float(cos.mean()), "min_cosine_vs_fp32": float(cos.min()), "bytes": f.stat().st_size}
+        out[k] = {
+            "batch32_per_s": median(speed[k]),
+            "runs": speed[k],
+            "session_load_s": median(loads),
+            "session_optimization": level,
+            "mean_cosine_vs_fp32": float(cos.mean()),
+            "min_cosine_vs_fp32": float(cos.min()),
+            "bytes": f.stat().st_size,
+        }
     return out
 
 
 def _session_load(onnx_file: Path, level: str) -> str:
-    done = subprocess.run([sys.executable, "-c", SESSION_LOAD, str(onnx_file), level], env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'layers'}"}, capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SESSION_LOAD, str(onnx_file), level],
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'layers'}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -274,18 +337,26 @@ def summarize(peers: dict[str, Any]) -> tuple[dict[str, float], dict[str, bool],
     best_batch = max(others, key=lambda k: peers[k]["batch32_per_s"])
     best_index = max(others, key=lambda k: peers[k]["index_docs_per_s"])
     fastest_cold = min(others, key=lambda k: peers[k]["cold_start_s"])
-    ours_fp32, ours_int8, fe, st8 = peers["hflambda-fp32"], peers["hflambda-int8"], peers["fastembed"], peers["st-onnx-int8"]
+    ours_fp32, ours_int8, fe, st8 = (
+        peers["hflambda-fp32"],
+        peers["hflambda-int8"],
+        peers["fastembed"],
+        peers["st-onnx-int8"],
+    )
     best_ours_index = max(ours_fp32["index_docs_per_s"], ours_int8["index_docs_per_s"])
     ours_cold = min(ours_fp32["cold_start_s"], ours_int8["cold_start_s"])
     ratios = {
         "fp32_batch_vs_fastembed": ours_fp32["batch32_per_s"] / fe["batch32_per_s"],
         "fp32_single_p50_vs_fastembed": ours_fp32["single_p50_ms"] / fe["single_p50_ms"],
-        "fp32_batch_vs_fastembed_fused": ours_fp32["batch32_per_s"] / peers["fastembed-fused"]["batch32_per_s"],
-        "fp32_single_p50_vs_fastembed_fused": ours_fp32["single_p50_ms"] / peers["fastembed-fused"]["single_p50_ms"],
+        "fp32_batch_vs_fastembed_fused": ours_fp32["batch32_per_s"]
+        / peers["fastembed-fused"]["batch32_per_s"],
+        "fp32_single_p50_vs_fastembed_fused": ours_fp32["single_p50_ms"]
+        / peers["fastembed-fused"]["single_p50_ms"],
         "int8_batch_vs_st_int8": ours_int8["batch32_per_s"] / st8["batch32_per_s"],
         "index_vs_best_peer": best_ours_index / peers[best_index]["index_docs_per_s"],
         "fp32_index_vs_best_peer": ours_fp32["index_docs_per_s"] / peers[best_index]["index_docs_per_s"],
-        "fp32_index_vs_best_fp32_peer": ours_fp32["index_docs_per_s"] / max(peers[k]["index_docs_per_s"] for k in others if "int8" not in k),
+        "fp32_index_vs_best_fp32_peer": ours_fp32["index_docs_per_s"]
+        / max(peers[k]["index_docs_per_s"] for k in others if "int8" not in k),
         "int8_index_vs_st_int8": ours_int8["index_docs_per_s"] / st8["index_docs_per_s"],
         "cold_start_vs_fastest_peer": ours_cold / peers[fastest_cold]["cold_start_s"],
         "int8_batch_vs_best_peer": ours_int8["batch32_per_s"] / peers[best_batch]["batch32_per_s"],
@@ -310,7 +381,13 @@ def main() -> dict[str, Any]:
     paths = prepare_peer_models(store)
     fastembed_python()
     documents = index_documents()
-    workload = {"sentences": SENTENCES, "documents": documents, "paths": paths, "single_calls": 50, "batch_seconds": 4.0}
+    workload = {
+        "sentences": SENTENCES,
+        "documents": documents,
+        "paths": paths,
+        "single_calls": 50,
+        "batch_seconds": 4.0,
+    }
     workload_file = WORK / "embed-workload.json"
     workload_file.write_text(json.dumps(workload))
 
@@ -325,7 +402,14 @@ def main() -> dict[str, Any]:
             vectors[kind] = np.load(out)
             print(f"   round {round_no + 1} {kind}: {runs[kind][-1]}", flush=True)
 
-    env = {"HFLAMBDA_MODEL_STORE": str(store), "HFLAMBDA_REGISTRY": str(registry), "HFLAMBDA_PROFILE": "local", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_TRACE_DISABLED": "true"}
+    env = {
+        "HFLAMBDA_MODEL_STORE": str(store),
+        "HFLAMBDA_REGISTRY": str(registry),
+        "HFLAMBDA_PROFILE": "local",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
     cold_handler = [run_python(COLD_HFLAMBDA, env)[0] for _ in range(REPEATS)]
     variants = graph_variants(Path(paths["fastembed_dir"]))
 
@@ -342,7 +426,10 @@ def main() -> dict[str, Any]:
             "runs": {m: [r[m] for r in runs[kind]] for m in metrics},
         }
     fp32_cos = (vectors["hflambda-int8"] * vectors["hflambda-fp32"]).sum(1)
-    peers["hflambda-int8"]["cosine_vs_hflambda_fp32"] = {"mean": float(fp32_cos.mean()), "min": float(fp32_cos.min())}
+    peers["hflambda-int8"]["cosine_vs_hflambda_fp32"] = {
+        "mean": float(fp32_cos.mean()),
+        "min": float(fp32_cos.min()),
+    }
 
     ratios, targets, strongest = summarize(peers)
     ours_fp32 = peers["hflambda-fp32"]

@@ -182,8 +182,12 @@ def main() -> dict[str, Any]:
     prompt = np.random.default_rng(0).integers(1000, 150000, PROMPT_TOKENS).tolist()
     logits = FOLDER / "genai-first-logits.npy"
     args = {"prompt": prompt, "new": NEW_TOKENS, "runs": RUNS, "threads": threads, "logits": str(logits)}
-    _, genai_out = run_python(GENAI, env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(int4)})}, timeout=1200)
-    _, hf_out = run_python(TRANSFORMERS, env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(hf)})}, timeout=1200)
+    _, genai_out = run_python(
+        GENAI, env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(int4)})}, timeout=1200
+    )
+    _, hf_out = run_python(
+        TRANSFORMERS, env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(hf)})}, timeout=1200
+    )
     genai_runs = json.loads(genai_out.strip().splitlines()[-1])
     hf_result = json.loads(hf_out.strip().splitlines()[-1])
     genai = summarize(genai_runs)
@@ -203,7 +207,10 @@ def main() -> dict[str, Any]:
         "decode_speedup": round(genai["decode_tok_s"] / transformers["decode_tok_s"], 2),
         "ttft_speedup": round(transformers["ttft_s"] / genai["ttft_s"], 2),
     }
-    result["targets"] = {f"decode_speedup >= {TARGET_DECODE_SPEEDUP:g}": result["ratios"]["decode_speedup"] >= TARGET_DECODE_SPEEDUP}
+    result["targets"] = {
+        f"decode_speedup >= {TARGET_DECODE_SPEEDUP:g}": result["ratios"]["decode_speedup"]
+        >= TARGET_DECODE_SPEEDUP
+    }
     result["streaming"] = streaming()
     save_section("generation", result)
     print(table(result))
@@ -215,16 +222,33 @@ def table(result: dict[str, Any]) -> str:
     genai, hf = result["onnxruntime_genai_int4"], result["transformers_eager_fp32"]
     rows = [
         ("", "decode tok/s", "time to first token", "size"),
-        ("onnxruntime-genai int4", f"{genai['decode_tok_s']:.1f}", f"{genai['ttft_s']:.3f} s", f"{genai['bytes'] / 2**20:.0f} MB"),
-        ("transformers eager fp32", f"{hf['decode_tok_s']:.1f}", f"{hf['ttft_s']:.3f} s", f"{hf['bytes'] / 2**20:.0f} MB"),
-        ("ratio", f"{result['ratios']['decode_speedup']:.1f}x", f"{result['ratios']['ttft_speedup']:.1f}x", ""),
+        (
+            "onnxruntime-genai int4",
+            f"{genai['decode_tok_s']:.1f}",
+            f"{genai['ttft_s']:.3f} s",
+            f"{genai['bytes'] / 2**20:.0f} MB",
+        ),
+        (
+            "transformers eager fp32",
+            f"{hf['decode_tok_s']:.1f}",
+            f"{hf['ttft_s']:.3f} s",
+            f"{hf['bytes'] / 2**20:.0f} MB",
+        ),
+        (
+            "ratio",
+            f"{result['ratios']['decode_speedup']:.1f}x",
+            f"{result['ratios']['ttft_speedup']:.1f}x",
+            "",
+        ),
     ]
     stream = result.get("streaming")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     header = f"{result['model']}: {result['prompt_tokens']}-token prompt, {result['new_tokens']} new tokens, greedy, {result['threads']} threads"
     if stream:
-        lines.append(f"served chat (uvicorn, SSE, {stream['max_tokens']} tokens): first chunk {stream['first_chunk_s']:.3f} s, whole stream {stream['total_s']:.3f} s, unstreamed answer {stream['unstreamed_s']:.3f} s")
+        lines.append(
+            f"served chat (uvicorn, SSE, {stream['max_tokens']} tokens): first chunk {stream['first_chunk_s']:.3f} s, whole stream {stream['total_s']:.3f} s, unstreamed answer {stream['unstreamed_s']:.3f} s"
+        )
     return "\n".join([header, *lines])
 
 
@@ -246,24 +270,40 @@ def streaming() -> dict[str, Any]:
     store, registry = warm_store()
     with DevIssuer(WORK / "stream-bench-keys").serve() as issuer:
         env = {
-            "HFLAMBDA_MODEL_STORE": str(store), "HFLAMBDA_REGISTRY": str(registry), "HFLAMBDA_PROFILE": "local",
-            "HFLAMBDA_AUTH_ISSUER": str(issuer.issuer), "HFLAMBDA_AUTH_AUDIENCE": DEV_AUDIENCE,
+            "HFLAMBDA_MODEL_STORE": str(store),
+            "HFLAMBDA_REGISTRY": str(registry),
+            "HFLAMBDA_PROFILE": "local",
+            "HFLAMBDA_AUTH_ISSUER": str(issuer.issuer),
+            "HFLAMBDA_AUTH_AUDIENCE": DEV_AUDIENCE,
         }
         with live_predict(env, log=WORK / "stream-bench-api.log", timeout=300) as url:
             headers = {"authorization": f"Bearer {issuer.token('bench')}"}
             prompt = "Write a long story about a lighthouse keeper and the storm that changed her life."
-            body = {"model": "chat", "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": NEW_TOKENS}
+            body = {
+                "model": "chat",
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0,
+                "max_tokens": NEW_TOKENS,
+            }
             runs = []
             with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
                 for i in range(RUNS + 1):
                     started = time.perf_counter()
                     first = None
                     chunks = 0
-                    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+                    with client.stream(
+                        "POST", "/v1/chat/completions", json={**body, "stream": True}
+                    ) as response:
                         if response.status_code != 200:
-                            raise RuntimeError(f"streamed request failed: {response.status_code} {response.read()[:500]!r}")
+                            raise RuntimeError(
+                                f"streamed request failed: {response.status_code} {response.read()[:500]!r}"
+                            )
                         for line in response.iter_lines():
-                            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+                            if (
+                                line.startswith("data: {")
+                                and '"content":"' in line
+                                and '"content":""' not in line
+                            ):
                                 chunks += 1
                                 first = first or time.perf_counter() - started
                     total = time.perf_counter() - started
@@ -271,7 +311,15 @@ def streaming() -> dict[str, Any]:
                     whole = client.post("/v1/chat/completions", json=body).json()
                     unstreamed = time.perf_counter() - started
                     if i:  # the first request is the warm-up (model load)
-                        runs.append({"first_chunk_s": first, "total_s": total, "unstreamed_s": unstreamed, "chunks": chunks, "tokens": whole["usage"]["completion_tokens"]})
+                        runs.append(
+                            {
+                                "first_chunk_s": first,
+                                "total_s": total,
+                                "unstreamed_s": unstreamed,
+                                "chunks": chunks,
+                                "tokens": whole["usage"]["completion_tokens"],
+                            }
+                        )
     served = [r for r in runs if r["first_chunk_s"] is not None]
     if not served:
         raise RuntimeError(f"no streamed content chunk arrived: {runs}")
@@ -284,6 +332,7 @@ def streaming() -> dict[str, Any]:
         "unstreamed_s": round(median([r["unstreamed_s"] for r in served]), 4),
         "runs": runs,
     }
+
 
 if __name__ == "__main__":
     main()

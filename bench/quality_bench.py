@@ -137,7 +137,10 @@ def smollm2() -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(source)
     eos = int(tokenizer.eos_token_id)
     prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True) for p in PROMPTS
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True
+        )
+        for p in PROMPTS
     ]
     reference = _generate(TRANSFORMERS, source, prompts, eos, FOLDER / "logits" / "transformers")
     builds: dict[str, Any] = {}
@@ -149,9 +152,14 @@ def smollm2() -> dict[str, Any]:
             a = np.load(FOLDER / "logits" / name / f"{index}.npy")
             b = np.load(FOLDER / "logits" / "transformers" / f"{index}.npy")
             width = min(len(a), len(b))
-            cosines.append(float(np.dot(a[:width], b[:width]) / (np.linalg.norm(a[:width]) * np.linalg.norm(b[:width]))))
+            cosines.append(
+                float(np.dot(a[:width], b[:width]) / (np.linalg.norm(a[:width]) * np.linalg.norm(b[:width])))
+            )
             # compare up to and including EOS: a continuation that stopped is complete
-            ours, theirs = ours[: ours.index(eos) + 1] if eos in ours else ours, theirs[: theirs.index(eos) + 1] if eos in theirs else theirs
+            ours, theirs = (
+                ours[: ours.index(eos) + 1] if eos in ours else ours,
+                theirs[: theirs.index(eos) + 1] if eos in theirs else theirs,
+            )
             prefixes.append(_prefix(ours, theirs))
         identical = sum(ours[: len(theirs)] == theirs for ours, theirs in zip(tokens, reference, strict=True))
         builds[name] = {
@@ -166,9 +174,23 @@ def smollm2() -> dict[str, Any]:
     threads = len(os.sched_getaffinity(0))
     prompt = np.random.default_rng(0).integers(1000, 49000, genai_bench.PROMPT_TOKENS).tolist()
     logits = FOLDER / "speed-first-logits.npy"
-    args = {"prompt": prompt, "new": genai_bench.NEW_TOKENS, "runs": genai_bench.RUNS, "threads": threads, "logits": str(logits)}
-    _, genai_out = run_python(genai_bench.GENAI, env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(FOLDER / "int4-block16")})}, timeout=1200)
-    _, hf_out = run_python(genai_bench.TRANSFORMERS, env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(source)})}, timeout=1200)
+    args = {
+        "prompt": prompt,
+        "new": genai_bench.NEW_TOKENS,
+        "runs": genai_bench.RUNS,
+        "threads": threads,
+        "logits": str(logits),
+    }
+    _, genai_out = run_python(
+        genai_bench.GENAI,
+        env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(FOLDER / "int4-block16")})},
+        timeout=1200,
+    )
+    _, hf_out = run_python(
+        genai_bench.TRANSFORMERS,
+        env={"GENAI_BENCH_ARGS": json.dumps({**args, "model": str(source)})},
+        timeout=1200,
+    )
     genai = genai_bench.summarize(json.loads(genai_out.strip().splitlines()[-1]))
     hf = genai_bench.summarize(json.loads(hf_out.strip().splitlines()[-1])["runs"])
     return {
@@ -201,9 +223,13 @@ def classifier() -> dict[str, Any]:
     registry = root / "models.toml"
     root.mkdir(parents=True, exist_ok=True)
     table = '[models.{alias}]\nrepo = "hflambda/sentiment-minilm"\ntask = "text-classification"\nsource = "train://sentiment-minilm"\nmax_tokens = 128\n'
-    registry.write_text(table.format(alias="classify") + "\n" + table.format(alias="classify-int8") + 'quantize = "int8"\n')
+    registry.write_text(
+        table.format(alias="classify") + "\n" + table.format(alias="classify-int8") + 'quantize = "int8"\n'
+    )
     store = ModelStore(root / "store")
-    result = run_warmup(load_registry(registry), store, Settings(model_store=root / "store", registry=registry, profile=""))
+    result = run_warmup(
+        load_registry(registry), store, Settings(model_store=root / "store", registry=registry, profile="")
+    )
     assert result.ok, result.model_dump_json(indent=2)
     held_out = load_examples()["test"]
     texts = [t for t, _ in held_out]
@@ -211,11 +237,23 @@ def classifier() -> dict[str, Any]:
     predictions = {}
     for alias in ("classify", "classify-int8"):
         model = store.resolve(alias)
-        predictions[alias] = [row[0][0] for row in OnnxClassifier(model, max_tokens=128).classify(texts, top_k=1)]
-        out[f"{alias}_accuracy"] = round(sum(p == label for p, (_, label) in zip(predictions[alias], held_out, strict=True)) / len(held_out), 4)
+        predictions[alias] = [
+            row[0][0] for row in OnnxClassifier(model, max_tokens=128).classify(texts, top_k=1)
+        ]
+        out[f"{alias}_accuracy"] = round(
+            sum(p == label for p, (_, label) in zip(predictions[alias], held_out, strict=True))
+            / len(held_out),
+            4,
+        )
         if alias == "classify":
-            out["torch_accuracy"] = json.loads((model.path / "manifest.json").read_text())["info"]["source"]["test_accuracy"]
-    out["fp32_int8_agreement"] = round(sum(a == b for a, b in zip(predictions["classify"], predictions["classify-int8"], strict=True)) / len(texts), 4)
+            out["torch_accuracy"] = json.loads((model.path / "manifest.json").read_text())["info"]["source"][
+                "test_accuracy"
+            ]
+    out["fp32_int8_agreement"] = round(
+        sum(a == b for a, b in zip(predictions["classify"], predictions["classify-int8"], strict=True))
+        / len(texts),
+        4,
+    )
     return out
 
 

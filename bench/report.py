@@ -81,16 +81,22 @@ def render_images(img: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, size in images.items():
-        ratio = f"{_f(100 * size['ratio_uncompressed'], 0)}% ({_f(100 * size['ratio_compressed'], 0)}% compressed)" if "ratio_uncompressed" in size else "—"
+        ratio = (
+            f"{_f(100 * size['ratio_uncompressed'], 0)}% ({_f(100 * size['ratio_compressed'], 0)}% compressed)"
+            if "ratio_uncompressed" in size
+            else "—"
+        )
         out.append(
             f"| {name} | {_f(size['uncompressed_mb'], 0)} | {_f(size['compressed_mib'], 0)} | {ratio} | "
             f"{_f(cold[name]['init_ms'], 0)} (max {_f(cold[name]['init_ms_max'], 0)}) | {_f(cold[name]['first_request_ms'], 0)} |"
         )
     out += [
         "",
-        "Largest in the serving image's /var/task (MiB): " + ", ".join(f"{n} {_f(m)}" for n, m in img["serve_largest_mib"]),
+        "Largest in the serving image's /var/task (MiB): "
+        + ", ".join(f"{n} {_f(m)}" for n, m in img["serve_largest_mib"]),
         "",
-        "Largest in the warmup image's /var/task (MiB): " + ", ".join(f"{n} {_f(m)}" for n, m in img["warmup_largest_mib"]),
+        "Largest in the warmup image's /var/task (MiB): "
+        + ", ".join(f"{n} {_f(m)}" for n, m in img["warmup_largest_mib"]),
         "",
     ]
     return out
@@ -102,7 +108,12 @@ def _yes(targets: dict[str, bool], key: str) -> str:
 
 def render(results: dict[str, Any]) -> str:
     """Markdown tables for every section present."""
-    out = ["# Benchmark results", "", "Produced by `make bench` (ratios against a baseline measured in the same run on the same machine).", ""]
+    out = [
+        "# Benchmark results",
+        "",
+        "Produced by `make bench` (ratios against a baseline measured in the same run on the same machine).",
+        "",
+    ]
     if emb := results.get("embeddings"):
         out += render_embeddings(emb)
     if gen := results.get("generation"):
@@ -125,7 +136,10 @@ def render(results: dict[str, Any]) -> str:
             "| | hflambda fp32 | hflambda int8 | sentence-transformers + same store |",
             "|---|---|---|---|",
         ]
-        for kind, label in (("handler_docs_per_s", "index handler"), ("end_to_end_docs_per_s", "queue → searchable (moto SQS + poller)")):
+        for kind, label in (
+            ("handler_docs_per_s", "index handler"),
+            ("end_to_end_docs_per_s", "queue → searchable (moto SQS + poller)"),
+        ):
             for batch, row in idx[kind].items():
                 out.append(
                     f"| {label}, {batch.replace('_', ' ')} | {_f(row['hflambda_fp32'], 0)} | {_f(row['hflambda_int8'], 0)} | {_f(row['sentence_transformers'], 0)} |"

@@ -12,7 +12,9 @@ SUITES = ["embed_bench", "index_bench", "peers_bench", "genai_bench", "quality_b
 def main() -> None:
     """Run the chosen suites (default: all) and write bench/results.md."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)} (default: all)")
+    parser.add_argument(
+        "suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)} (default: all)"
+    )
     args = parser.parse_args()
     unknown = set(args.suites) - set(SUITES)
     if unknown:

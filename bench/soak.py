@@ -50,7 +50,9 @@ class Books:
     server_errors: list[dict[str, Any]] = field(default_factory=list)
     transport_errors: list[dict[str, Any]] = field(default_factory=list)
     malformed: list[dict[str, Any]] = field(default_factory=list)
-    expected: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (user, doc) -> text or None (deleted)
+    expected: dict[tuple[str, str], str | None] = field(
+        default_factory=dict
+    )  # (user, doc) -> text or None (deleted)
     # outcomes an unacknowledged request may still have caused (the API died after sending)
     uncertain: dict[tuple[str, str], set[str | None]] = field(default_factory=lambda: defaultdict(set))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -90,13 +92,17 @@ class Soak:
 
     # --- clients ------------------------------------------------------------------------
 
-    def request(self, client: httpx.Client, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+    def request(
+        self, client: httpx.Client, endpoint: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response | None:
         started = time.perf_counter()
         try:
             response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             with self.books.lock:
-                self.books.transport_errors.append({"endpoint": endpoint, "at": time.time(), "error": f"{type(exc).__name__}: {exc}"})
+                self.books.transport_errors.append(
+                    {"endpoint": endpoint, "at": time.time(), "error": f"{type(exc).__name__}: {exc}"}
+                )
             time.sleep(0.25)  # a client backs off instead of spinning on a refused connection
             return None
         at = time.time()
@@ -111,9 +117,18 @@ class Soak:
                 except ValueError:
                     ok = False
                 if not ok:
-                    self.books.malformed.append({"endpoint": endpoint, "status": response.status_code, "body": response.text[:300]})
+                    self.books.malformed.append(
+                        {"endpoint": endpoint, "status": response.status_code, "body": response.text[:300]}
+                    )
             if response.status_code >= 500:
-                self.books.server_errors.append({"endpoint": endpoint, "status": response.status_code, "at": at, "body": response.text[:300]})
+                self.books.server_errors.append(
+                    {
+                        "endpoint": endpoint,
+                        "status": response.status_code,
+                        "at": at,
+                        "body": response.text[:300],
+                    }
+                )
         return response
 
     def client_loop(self, number: int) -> None:
@@ -136,13 +151,34 @@ class Soak:
 
     def embed(self, client: httpx.Client, state: ClientState) -> None:
         rng = state.rng
-        self.request(client, "POST /v1/embeddings", "POST", "/v1/embeddings", json={"input": [" ".join(rng.choices(WORDS, k=8)) for _ in range(rng.randint(1, 8))], "model": rng.choice(["embed", "embed-int8"])})
+        self.request(
+            client,
+            "POST /v1/embeddings",
+            "POST",
+            "/v1/embeddings",
+            json={
+                "input": [" ".join(rng.choices(WORDS, k=8)) for _ in range(rng.randint(1, 8))],
+                "model": rng.choice(["embed", "embed-int8"]),
+            },
+        )
 
     def predict(self, client: httpx.Client, state: ClientState) -> None:
-        self.request(client, "POST /v1/models/{alias}/predict", "POST", "/v1/models/classify/predict", json={"inputs": [" ".join(state.rng.choices(WORDS, k=6))], "top_k": 2})
+        self.request(
+            client,
+            "POST /v1/models/{alias}/predict",
+            "POST",
+            "/v1/models/classify/predict",
+            json={"inputs": [" ".join(state.rng.choices(WORDS, k=6))], "top_k": 2},
+        )
 
     def search(self, client: httpx.Client, state: ClientState) -> None:
-        self.request(client, "POST /v1/search", "POST", "/v1/search", json={"query": " ".join(state.rng.choices(WORDS, k=4)), "top_k": 5})
+        self.request(
+            client,
+            "POST /v1/search",
+            "POST",
+            "/v1/search",
+            json={"query": " ".join(state.rng.choices(WORDS, k=4)), "top_k": 5},
+        )
 
     def upsert(self, client: httpx.Client, state: ClientState) -> None:
         rng, number, docs = state.rng, state.number, state.docs
@@ -157,7 +193,9 @@ class Soak:
             text = f"{doc_id} " + " ".join(rng.choices(WORDS, k=rng.randint(5, 60)))
             batch.append({"id": doc_id, "text": text, "metadata": {"client": number}})
         batch = list({d["id"]: d for d in batch}.values())  # one version per document per request
-        response = self.request(client, "POST /v1/documents", "POST", "/v1/documents", json={"documents": batch})
+        response = self.request(
+            client, "POST /v1/documents", "POST", "/v1/documents", json={"documents": batch}
+        )
         by_id = {d["id"]: d["text"] for d in batch}
         user = state.user
         with self.books.lock:
@@ -184,11 +222,24 @@ class Soak:
                 self.books.uncertain[(user, doc_id)].add(None)
 
     def chat(self, client: httpx.Client, state: ClientState) -> None:
-        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
-        self.request(client, "POST /v1/chat/completions", "POST", "/v1/chat/completions", json={
-            "model": "chat", "max_tokens": 24, "messages": [{"role": "user", "content": " ".join(state.rng.choices(WORDS, k=6))}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
-        })
+        schema = {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        }
+        self.request(
+            client,
+            "POST /v1/chat/completions",
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "chat",
+                "max_tokens": 24,
+                "messages": [{"role": "user", "content": " ".join(state.rng.choices(WORDS, k=6))}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
+            },
+        )
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -215,7 +266,12 @@ class Soak:
         raise RuntimeError("API did not come back after the restart")
 
     def faults(self, started: float) -> None:
-        plan = [(0.2, self.restart_poller), (0.4, self.kill_api), (0.6, self.publish_revision), (0.75, self.restart_poller)]
+        plan = [
+            (0.2, self.restart_poller),
+            (0.4, self.kill_api),
+            (0.6, self.publish_revision),
+            (0.75, self.restart_poller),
+        ]
         for fraction, action in plan:
             if self.stop.wait(max(0.0, started + fraction * SOAK_SECONDS - time.time())):
                 return
@@ -234,13 +290,33 @@ class Soak:
 
     def publish_revision(self) -> None:
         registry = WORK / "soak-registry.toml"
-        registry.write_text((REPO / "models.toml").read_text().replace('source = "train://sentiment-minilm"', 'source = "train://sentiment-minilm"\nrevision = "soak-v2"'))
+        registry.write_text(
+            (REPO / "models.toml")
+            .read_text()
+            .replace(
+                'source = "train://sentiment-minilm"',
+                'source = "train://sentiment-minilm"\nrevision = "soak-v2"',
+            )
+        )
         env = {**self.stack.env, "HFLAMBDA_REGISTRY": str(registry)}
         import subprocess
 
-        out = subprocess.run([sys.executable, "-m", "hflambda.cli", "warmup", "classify", "--json"], env=env, capture_output=True, text=True)
-        result = json.loads(out.stdout)["models"][0] if out.stdout.strip() else {"status": "failed", "reason": out.stderr[-500:]}
-        self.event("new classify revision published through warmup", status=result["status"], revision=result.get("live_revision"))
+        out = subprocess.run(
+            [sys.executable, "-m", "hflambda.cli", "warmup", "classify", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        result = (
+            json.loads(out.stdout)["models"][0]
+            if out.stdout.strip()
+            else {"status": "failed", "reason": out.stderr[-500:]}
+        )
+        self.event(
+            "new classify revision published through warmup",
+            status=result["status"],
+            revision=result.get("live_revision"),
+        )
 
     # --- accounting ---------------------------------------------------------------------
 
@@ -248,11 +324,22 @@ class Soak:
         import boto3
 
         env = self.stack.env
-        sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
         started, quiet_since = time.monotonic(), None
         while time.monotonic() - started < DRAIN_SECONDS:
-            attrs = sqs.get_queue_attributes(QueueUrl=env["HFLAMBDA_INDEX_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-            pending = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=env["HFLAMBDA_INDEX_QUEUE_URL"],
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            pending = int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            )
             if pending == 0:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > 3:
@@ -260,7 +347,9 @@ class Soak:
             else:
                 quiet_since = None
             time.sleep(1)
-        dlq = sqs.get_queue_attributes(QueueUrl=env["HFLAMBDA_DLQ_URL"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        dlq = sqs.get_queue_attributes(
+            QueueUrl=env["HFLAMBDA_DLQ_URL"], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
         self.dlq_depth = int(dlq["ApproximateNumberOfMessages"])
         return time.monotonic() - started
 
@@ -269,7 +358,11 @@ class Soak:
         from hflambda.vectors import open_vector_store
 
         # the stack's vector backend (local folder, or --vectors aws on moto) as its functions see it
-        vector_env = {k[len("HFLAMBDA_") :].lower(): v for k, v in self.stack.env.items() if k.startswith("HFLAMBDA_VECTOR_")}
+        vector_env = {
+            k[len("HFLAMBDA_") :].lower(): v
+            for k, v in self.stack.env.items()
+            if k.startswith("HFLAMBDA_VECTOR_")
+        }
         store = open_vector_store(Settings(**vector_env))
         lost, resurrected, stale, present, uncertain_outcomes = [], [], [], 0, 0
         for (user, doc_id), text in sorted(self.books.expected.items()):
@@ -293,10 +386,24 @@ class Soak:
         sample = [(u, d, t) for (u, d), t in self.books.expected.items() if t is not None][:40]
         unsearchable = []
         for user, doc_id, text in sample:
-            response = httpx.post(f"{self.api}/v1/search", json={"query": text, "top_k": 10}, headers={"authorization": f"Bearer {self.token(user)}"}, timeout=30)
+            response = httpx.post(
+                f"{self.api}/v1/search",
+                json={"query": text, "top_k": 10},
+                headers={"authorization": f"Bearer {self.token(user)}"},
+                timeout=30,
+            )
             if response.status_code != 200 or doc_id not in [hit["id"] for hit in response.json()["data"]]:
                 unsearchable.append(f"{user}/{doc_id}")
-        return {"acknowledged": len(self.books.expected), "present": present, "unacknowledged_but_applied": uncertain_outcomes, "lost": lost, "resurrected": resurrected, "stale_text": stale, "search_sample": len(sample), "unsearchable": unsearchable}
+        return {
+            "acknowledged": len(self.books.expected),
+            "present": present,
+            "unacknowledged_but_applied": uncertain_outcomes,
+            "lost": lost,
+            "resurrected": resurrected,
+            "stale_text": stale,
+            "search_sample": len(sample),
+            "unsearchable": unsearchable,
+        }
 
     def in_window(self, at: float) -> bool:
         return any(w.start <= at <= w.end for w in self.windows)
@@ -317,7 +424,9 @@ class Soak:
             }
         total = sum(len(v) for v in books.latencies.values())
         checks = {
-            "zero lost documents": not documents["lost"] and not documents["resurrected"] and not documents["stale_text"],
+            "zero lost documents": not documents["lost"]
+            and not documents["resurrected"]
+            and not documents["stale_text"],
             "sampled documents searchable": not documents["unsearchable"],
             "zero unexplained 5xx": not unexplained,
             "no connection errors outside the restart window": not transport_outside,
@@ -334,8 +443,15 @@ class Soak:
             "drain_seconds": round(drain_s, 1),
             "dlq_depth": self.dlq_depth,
             "restart_windows": [{"name": w.name, "seconds": round(w.end - w.start, 2)} for w in self.windows],
-            "server_errors": {"total": len(books.server_errors), "in_windows": len(books.server_errors) - len(unexplained), "unexplained": unexplained[:20]},
-            "transport_errors": {"total": len(books.transport_errors), "outside_windows": transport_outside[:20]},
+            "server_errors": {
+                "total": len(books.server_errors),
+                "in_windows": len(books.server_errors) - len(unexplained),
+                "unexplained": unexplained[:20],
+            },
+            "transport_errors": {
+                "total": len(books.transport_errors),
+                "outside_windows": transport_outside[:20],
+            },
             "malformed_errors": books.malformed[:20],
             "events": self.events,
             "checks": checks,
@@ -348,7 +464,17 @@ def main() -> int:
     """Run the soak; write bench/soak.json; exit 1 if a check fails."""
     state = WORK / "soak"
     store = WORK / "soak-store"  # kept between runs: warming it is not what we measure
-    stack = DevStack(DevConfig(state=state, store=store, registry=REPO / "models.toml", port=free_port(), issuer_port=free_port(), reset=True), say=lambda s: print(f"[dev] {s}", flush=True))
+    stack = DevStack(
+        DevConfig(
+            state=state,
+            store=store,
+            registry=REPO / "models.toml",
+            port=free_port(),
+            issuer_port=free_port(),
+            reset=True,
+        ),
+        say=lambda s: print(f"[dev] {s}", flush=True),
+    )
     try:
         stack.start()
         issuer = stack.issuer
@@ -381,7 +507,9 @@ def main() -> int:
     (BENCH / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
     for name, ok in report["checks"].items():
         print(f"[soak] {'PASS' if ok else 'FAIL'} {name}")
-    print(f"[soak] {report['requests']} requests, {report['throughput_per_s']}/s; documents {documents['present']}/{documents['acknowledged']} present or correctly deleted; report: bench/soak.json")
+    print(
+        f"[soak] {report['requests']} requests, {report['throughput_per_s']}/s; documents {documents['present']}/{documents['acknowledged']} present or correctly deleted; report: bench/soak.json"
+    )
     return 0 if report["passed"] else 1
 
 

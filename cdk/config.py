@@ -50,7 +50,9 @@ def _limit(why: str = "", must: str = "") -> dict[str, Any]:
 
 
 def _memory(default: int, description: str) -> Any:
-    return Field(default, ge=128, le=10240, description=description, json_schema_extra=_limit("Lambda's limits"))
+    return Field(
+        default, ge=128, le=10240, description=description, json_schema_extra=_limit("Lambda's limits")
+    )
 
 
 class DeployConfig(BaseModel):
@@ -267,7 +269,9 @@ class DeployConfig(BaseModel):
         except ValueError:  # pragma: no cover - different drive
             inside = False
         if not inside:
-            problems.append(f"registry must be a file inside the repo (the image build context): {self.registry}")
+            problems.append(
+                f"registry must be a file inside the repo (the image build context): {self.registry}"
+            )
         elif not self.registry_path.is_file():
             problems.append(f"registry file not found: {self.registry_path}")
         if problems:
@@ -388,7 +392,7 @@ def _problem(error: Any) -> str:
 def context_error(error: ValidationError) -> str:
     """The ValueError text for a bad config: every problem, each naming its context key."""
     lines = [line for problem in error.errors() for line in _problem(problem).splitlines()]
-    return "invalid CDK context (set with -c key=value or in cdk.json's \"context\"):\n  " + "\n  ".join(lines)
+    return 'invalid CDK context (set with -c key=value or in cdk.json\'s "context"):\n  ' + "\n  ".join(lines)
 
 
 # --- the docs table -----------------------------------------------------------------------------

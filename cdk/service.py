@@ -59,7 +59,9 @@ class VectorsAccess:
         self.table = storage.catalogue
 
     def _grant(self, function: lambda_.IFunction, vectors: list[str], items: list[str]) -> None:
-        function.add_to_role_policy(iam.PolicyStatement(actions=[f"s3vectors:{a}" for a in vectors], resources=[self.index_arn]))
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=[f"s3vectors:{a}" for a in vectors], resources=[self.index_arn])
+        )
         self.table.grant(function, *(f"dynamodb:{a}" for a in items))
 
     def allow_search(self, function: lambda_.IFunction) -> None:
@@ -77,7 +79,9 @@ class VectorsAccess:
 
     def environment(self) -> dict[str, str]:
         """The settings that select the aws vector backend and name its index and table."""
-        return settings_env(vector_backend="aws", vector_index=self.index_arn, vector_table=self.table.table_name)
+        return settings_env(
+            vector_backend="aws", vector_index=self.index_arn, vector_table=self.table.table_name
+        )
 
 
 class ServiceStack(Stack):
@@ -97,7 +101,10 @@ class ServiceStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         vectors = VectorsAccess(storage)
-        common = settings_env(model_store=MODEL_STORE_MOUNT, registry=IMAGE_REGISTRY_PATH, profile="aws") | vectors.environment()
+        common = (
+            settings_env(model_store=MODEL_STORE_MOUNT, registry=IMAGE_REGISTRY_PATH, profile="aws")
+            | vectors.environment()
+        )
         store = StoreMount(vpc=vpc, file_system=storage.file_system, access_point=storage.access_point)
 
         # --- predict ------------------------------------------------------------------------
@@ -151,7 +158,9 @@ class ServiceStack(Stack):
                 memory_mb=config.index_memory_mb, timeout=Duration.seconds(config.index_timeout_s)
             ),
             # batches of documents: parallel one-CPU runs over length buckets (see ort_mode)
-            environment=common | settings_env(ort_mode="throughput") | powertools_env("index", tracing=config.tracing),
+            environment=common
+            | settings_env(ort_mode="throughput")
+            | powertools_env("index", tracing=config.tracing),
             subnets=serving_subnets,
             writable_store=False,
             store=store,

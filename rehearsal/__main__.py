@@ -20,20 +20,26 @@ from rehearsal.synth import REHEARSAL_OUT, prepare
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m rehearsal", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument(
         "--cdk-out", type=Path, default=None,
         help="Run this cloud assembly as it is (e.g. cdk.out). Default: build/rehearsal/cdk.out, synthesized "
         "when stale with the stand-in registry (rehearsal.synth).",
     )  # fmt: skip
-    parser.add_argument("--state", type=Path, default=Path(".hflambda/rehearsal"), help="Store, logs and issuer key.")
+    parser.add_argument(
+        "--state", type=Path, default=Path(".hflambda/rehearsal"), help="Store, logs and issuer key."
+    )
     parser.add_argument("--port", type=int, default=0, help="Front door port (default: a free one).")
     parser.add_argument("--issuer", default=None, help="A real issuer URL instead of the local one.")
     parser.add_argument(
         "--runtime", choices=("containers", "process"), default="containers",
         help="containers: the real images under the RIE (default); process: a development aid without images.",
     )  # fmt: skip
-    parser.add_argument("--keep-store", action="store_true", help="Keep the store of a previous run (not a first deploy).")
+    parser.add_argument(
+        "--keep-store", action="store_true", help="Keep the store of a previous run (not a first deploy)."
+    )
     args = parser.parse_args(argv)
 
     cdk_out = args.cdk_out
@@ -41,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthesizing {REHEARSAL_OUT} if stale (the app with the stand-in registry) ...", flush=True)
         cdk_out = prepare(REHEARSAL_OUT)
     config = RehearsalConfig(
-        cdk_out=cdk_out, state=args.state, runtime=args.runtime, port=args.port, issuer=args.issuer, reset=not args.keep_store
+        cdk_out=cdk_out,
+        state=args.state,
+        runtime=args.runtime,
+        port=args.port,
+        issuer=args.issuer,
+        reset=not args.keep_store,
     )
     rehearsal = Rehearsal(config, say=lambda line: print(line, flush=True))
     stop = threading.Event()
@@ -56,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"front door: {info['api']}")
         print(f"routes: {', '.join(info['routes'])}")
         for name, function in info["functions"].items():
-            limit = "unreserved" if function["max_instances"] >= 1000 else f"up to {function['max_instances']} instance(s)"
+            limit = (
+                "unreserved"
+                if function["max_instances"] >= 1000
+                else f"up to {function['max_instances']} instance(s)"
+            )
             print(f"  {name}: {function['memory_mb']} MB, {function['timeout_s']} s, {limit}")
         print(f"stand-ins: {json.dumps(info['stand_ins'])}")
         if rehearsal.issuer is not None:
@@ -84,7 +99,9 @@ def _commands(rehearsal: Rehearsal, stop: threading.Event) -> None:
         elif words[0] == "status":
             for record in rehearsal.async_records:
                 state = "running" if not record.done.is_set() else ("ok" if record.succeeded else "failed")
-                print(f"{record.source} -> {record.function}:{record.qualifier}: {state}, {len(record.attempts)} attempt(s)")
+                print(
+                    f"{record.source} -> {record.function}:{record.qualifier}: {state}, {len(record.attempts)} attempt(s)"
+                )
             for mapping in rehearsal.mappings:
                 print(f"event source -> {mapping.spec.function.function}: {mapping.stats}", flush=True)
         elif words[0] in ("quit", "exit"):

@@ -108,11 +108,19 @@ class _MotoProviders:
 
     def queue(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
         sqs = self.moto.client("sqs")
-        name = str(props.get("QueueName") or self._name(stack, logical, 80 - (5 if props.get("FifoQueue") else 0)))
+        name = str(
+            props.get("QueueName") or self._name(stack, logical, 80 - (5 if props.get("FifoQueue") else 0))
+        )
         if props.get("FifoQueue") and not name.endswith(".fifo"):
             name += ".fifo"
         attributes: dict[str, str] = {}
-        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize"):
+        for key in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "ReceiveMessageWaitTimeSeconds",
+            "MaximumMessageSize",
+        ):
             if key in props:
                 attributes[key] = str(props[key])
         if props.get("FifoQueue"):
@@ -120,7 +128,10 @@ class _MotoProviders:
         if props.get("RedrivePolicy"):
             policy = dict(props["RedrivePolicy"])
             attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": policy["deadLetterTargetArn"], "maxReceiveCount": str(policy["maxReceiveCount"])}
+                {
+                    "deadLetterTargetArn": policy["deadLetterTargetArn"],
+                    "maxReceiveCount": str(policy["maxReceiveCount"]),
+                }
             )
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -175,10 +186,14 @@ class _MotoProviders:
                 request[key] = props[key]
         created = self.moto.client("dynamodb").create_table(**request)["TableDescription"]
         if (props.get("TimeToLiveSpecification") or {}).get("Enabled"):
-            self.moto.client("dynamodb").update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+            self.moto.client("dynamodb").update_time_to_live(
+                TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]
+            )
         return Physical(name, {"Arn": created["TableArn"], "StreamArn": created.get("LatestStreamArn", "")})
 
-    def vector_bucket(self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+    def vector_bucket(
+        self, resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]
+    ) -> Physical:
         name = str(props.get("VectorBucketName") or self._name(stack, logical, 63).lower())
         client = self.moto.client("s3vectors")
         try:
@@ -199,10 +214,14 @@ class _MotoProviders:
             "distanceMetric": str(props.get("DistanceMetric", "cosine")),
         }
         # by name: the bucket ARN's last segment (moto answers CreateIndex by ARN with a 404)
-        request["vectorBucketName"] = props.get("VectorBucketName") or str(props["VectorBucketArn"]).rsplit("/", 1)[-1]
+        request["vectorBucketName"] = (
+            props.get("VectorBucketName") or str(props["VectorBucketArn"]).rsplit("/", 1)[-1]
+        )
         metadata = props.get("MetadataConfiguration") or {}
         if metadata.get("NonFilterableMetadataKeys"):
-            request["metadataConfiguration"] = {"nonFilterableMetadataKeys": list(metadata["NonFilterableMetadataKeys"])}
+            request["metadataConfiguration"] = {
+                "nonFilterableMetadataKeys": list(metadata["NonFilterableMetadataKeys"])
+            }
         client.create_index(**request)
         bucket_name = request["vectorBucketName"]
         arn = f"arn:{PARTITION}:s3vectors:{REGION}:{ACCOUNT}:bucket/{bucket_name}/index/{name}"

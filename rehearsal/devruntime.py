@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handler = resolve_handler(args.handler)
     except Exception as exc:  # an init error: every invoke reports it, as Lambda does
-        init_error = {"errorMessage": str(exc), "errorType": f"Runtime.{type(exc).__name__}", "stackTrace": traceback.format_exc().splitlines()}
+        init_error = {
+            "errorMessage": str(exc),
+            "errorType": f"Runtime.{type(exc).__name__}",
+            "stackTrace": traceback.format_exc().splitlines(),
+        }
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *a: Any) -> None:
@@ -59,9 +63,17 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     body = json.dumps(handler(event, context)).encode()
                 except Exception as exc:
-                    body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": traceback.format_exc().splitlines()}).encode()
+                    body = json.dumps(
+                        {
+                            "errorMessage": str(exc),
+                            "errorType": type(exc).__name__,
+                            "stackTrace": traceback.format_exc().splitlines(),
+                        }
+                    ).encode()
                 if time.monotonic() - started > args.timeout:
-                    body = json.dumps({"errorMessage": f"Task timed out after {args.timeout:.2f} seconds"}).encode()
+                    body = json.dumps(
+                        {"errorMessage": f"Task timed out after {args.timeout:.2f} seconds"}
+                    ).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))

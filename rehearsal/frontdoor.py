@@ -55,7 +55,9 @@ __all__ = ["REQUEST_LIMIT_BYTES", "FrontDoor", "JwksCache", "claims_as_strings",
 REQUEST_LIMIT_BYTES = 10 * 1024 * 1024  # HTTP API payload limit
 MAX_INTEGRATION_TIMEOUT_MS = 30_000
 API_ID = "rehearsal"
-TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded)|.*\+json|.*\+xml)", re.I)
+TEXT_TYPES = re.compile(
+    r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded)|.*\+json|.*\+xml)", re.I
+)
 
 Invoker = Callable[[Route, dict[str, Any], float], Invocation]
 
@@ -165,7 +167,9 @@ def claims_as_strings(claims: dict[str, Any]) -> dict[str, str]:
     return {key: _string(value) for key, value in claims.items()}
 
 
-def authorize(authorizer: JwtAuthorizer, route: Route, headers: dict[str, str], jwks: JwksCache) -> dict[str, Any]:
+def authorize(
+    authorizer: JwtAuthorizer, route: Route, headers: dict[str, str], jwks: JwksCache
+) -> dict[str, Any]:
     """The verified claims, or Unauthorized with API Gateway's error description."""
     values = []
     for source in authorizer.identity_source:
@@ -264,7 +268,9 @@ class FrontDoor:
 
     def start(self) -> FrontDoor:
         door = self
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="frontdoor-integration")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="frontdoor-integration"
+        )
         burst = self.stage_spec.throttle_burst
         self._tokens = float(burst) if burst else 0.0
         self._refilled = time.monotonic()
@@ -323,7 +329,17 @@ class FrontDoor:
         length = int(headers.get("content-length") or 0)
         if length > REQUEST_LIMIT_BYTES:
             status, out_headers, body = gateway_error(413, "Request Entity Too Large")
-            self._log(request_id, method, path, route_key, status, "request body over 10 MB", None, started, len(body))
+            self._log(
+                request_id,
+                method,
+                path,
+                route_key,
+                status,
+                "request body over 10 MB",
+                None,
+                started,
+                len(body),
+            )
             self._reply(request, status, out_headers, body, request_id, close=True)
             return
         raw_body = request.rfile.read(length) if length else b""
@@ -332,7 +348,17 @@ class FrontDoor:
         route_key = out_headers.pop("x-rehearsal-route", "-")
         integration_error = out_headers.pop("x-rehearsal-integration-error", None)
         authorizer_error = out_headers.pop("x-rehearsal-authorizer-error", None)
-        self._log(request_id, method, path, route_key, status, integration_error, authorizer_error, started, len(body))
+        self._log(
+            request_id,
+            method,
+            path,
+            route_key,
+            status,
+            integration_error,
+            authorizer_error,
+            started,
+            len(body),
+        )
         self._reply(request, status, out_headers, b"" if method == "HEAD" else body, request_id)
 
     def _respond(
@@ -364,7 +390,9 @@ class FrontDoor:
             except Unauthorized as exc:
                 description = str(exc)
                 extra = (
-                    {"www-authenticate": f'Bearer scope="" error="invalid_token" error_description="{description}"'}
+                    {
+                        "www-authenticate": f'Bearer scope="" error="invalid_token" error_description="{description}"'
+                    }
                     if description
                     else {}
                 )
@@ -372,7 +400,9 @@ class FrontDoor:
                 out["x-rehearsal-route"] = route.key
                 out["x-rehearsal-authorizer-error"] = description or "missing identity source"
                 return status, out, body
-        event = self._event(route, path_params, method, path, query, headers, raw_body, request_id, claims, stage)
+        event = self._event(
+            route, path_params, method, path, query, headers, raw_body, request_id, claims, stage
+        )
         timeout = min(route.timeout_ms, MAX_INTEGRATION_TIMEOUT_MS) / 1000.0
         assert self._pool is not None
         future = self._pool.submit(self.invoker, route, event, timeout)
@@ -380,11 +410,21 @@ class FrontDoor:
             result = future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             status, out, body = gateway_error(503, "Service Unavailable")
-            out.update({"x-rehearsal-route": route.key, "x-rehearsal-integration-error": f"integration timed out after {timeout:g} s"})
+            out.update(
+                {
+                    "x-rehearsal-route": route.key,
+                    "x-rehearsal-integration-error": f"integration timed out after {timeout:g} s",
+                }
+            )
             return status, out, body
         except Exception as exc:
             status, out, body = gateway_error(500, "Internal Server Error")
-            out.update({"x-rehearsal-route": route.key, "x-rehearsal-integration-error": f"{type(exc).__name__}: {exc}"})
+            out.update(
+                {
+                    "x-rehearsal-route": route.key,
+                    "x-rehearsal-integration-error": f"{type(exc).__name__}: {exc}",
+                }
+            )
             return status, out, body
         status, out, body = self._integration_response(result)
         if cors is not None and origin is not None:
@@ -398,7 +438,9 @@ class FrontDoor:
             status, out, body = gateway_error(500, "Internal Server Error")
             reason = result.function_error or "Function.ResponseSizeTooLarge"
             if len(result.payload) > RESPONSE_LIMIT_BYTES:
-                reason = f"Function.ResponseSizeTooLarge: {len(result.payload)} bytes > {RESPONSE_LIMIT_BYTES}"
+                reason = (
+                    f"Function.ResponseSizeTooLarge: {len(result.payload)} bytes > {RESPONSE_LIMIT_BYTES}"
+                )
             out["x-rehearsal-integration-error"] = reason
             return status, out, body
         try:
@@ -423,13 +465,19 @@ class FrontDoor:
         text = document if isinstance(document, str) else json.dumps(document)
         return 200, {"content-type": "application/json"}, text.encode()
 
-    def _cors_headers(self, origin: str, *, preflight: bool, request_headers: dict[str, str] | None = None) -> dict[str, str]:
+    def _cors_headers(
+        self, origin: str, *, preflight: bool, request_headers: dict[str, str] | None = None
+    ) -> dict[str, str]:
         cors = self.api.cors
         assert cors is not None
         allowed = _origin_allowed(origin, cors.allow_origins)
         if not allowed:
             return {}
-        out = {"access-control-allow-origin": "*" if "*" in cors.allow_origins and not cors.allow_credentials else origin}
+        out = {
+            "access-control-allow-origin": "*"
+            if "*" in cors.allow_origins and not cors.allow_credentials
+            else origin
+        }
         if cors.allow_credentials:
             out["access-control-allow-credentials"] = "true"
         if cors.expose_headers and not preflight:
@@ -515,7 +563,14 @@ class FrontDoor:
         return event
 
     def _reply(
-        self, request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes, request_id: str, *, close: bool = False
+        self,
+        request: BaseHTTPRequestHandler,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        request_id: str,
+        *,
+        close: bool = False,
     ) -> None:
         try:
             request.send_response(status)
@@ -548,7 +603,15 @@ class FrontDoor:
         length: int,
     ) -> None:
         record = AccessRecord(
-            request_id, method, path, route_key, status, integration_error, authorizer_error, int((time.monotonic() - started) * 1000), length
+            request_id,
+            method,
+            path,
+            route_key,
+            status,
+            integration_error,
+            authorizer_error,
+            int((time.monotonic() - started) * 1000),
+            length,
         )
         self.records.append(record)
         if self.access_log is not None:

@@ -71,12 +71,17 @@ def classify_payload(payload: bytes) -> str | None:
         document = json.loads(payload or b"null")
     except ValueError:
         return None
-    if isinstance(document, dict) and "errorMessage" in document and set(document) <= {
-        "errorMessage",
-        "errorType",
-        "stackTrace",
-        "requestId",
-    }:
+    if (
+        isinstance(document, dict)
+        and "errorMessage" in document
+        and set(document)
+        <= {
+            "errorMessage",
+            "errorType",
+            "stackTrace",
+            "requestId",
+        }
+    ):
         if "timed out" in str(document.get("errorMessage", "")).lower():
             return "Sandbox.Timedout"
         return "Unhandled"
@@ -195,7 +200,9 @@ def invoke_async(
     (``configs=None``: a synchronous invocation, never retried).
     """
     retries = retries_for(configs, pool.spec, qualifier) if configs is not None else 0
-    record = AsyncRecord(function=pool.spec.name, qualifier=qualifier, source=source, max_attempts=1 + retries)
+    record = AsyncRecord(
+        function=pool.spec.name, qualifier=qualifier, source=source, max_attempts=1 + retries
+    )
 
     def run() -> None:
         try:
@@ -205,7 +212,10 @@ def invoke_async(
                 try:
                     result = pool.invoke(event)
                 except Exception as exc:
-                    result = Invocation(json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode(), "Unhandled")
+                    result = Invocation(
+                        json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode(),
+                        "Unhandled",
+                    )
                 record.attempts.append(result)
                 if result.function_error is None:
                     break

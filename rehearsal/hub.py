@@ -53,10 +53,13 @@ class HubStandIn:
             local = offline.models.get(spec.alias)
             if local is None or local.source_uri.startswith(("hf://", "s3://")):
                 continue
-            fetched = open_source(local, registry_dir=self.registry.parent).fetch(local, self.work / spec.alias)
+            fetched = open_source(local, registry_dir=self.registry.parent).fetch(
+                local, self.work / spec.alias
+            )
             self.hub.add_commit(spec.repo, fetched.path, sha=spec.revision)
             self.served[f"{spec.repo}@{spec.revision}"] = local.source_uri
         return self
+
     def stop(self) -> None:
         if self.hub is not None:
             self.hub.close()

@@ -56,7 +56,15 @@ def ensure_asset_images(assets: dict[str, dict[str, Any]], *, say: Any = print) 
             ensure_base(engine)
         wheelhouse.fill(arguments.get("REQUIREMENTS", images.REQUIREMENTS[function]))
         tag = f"hflambda/{function}:rehearsal-{digest[:12]}"
-        argv = ["build", "-f", str(source["dockerFile"]), "-t", tag, "--platform", str(source.get("platform", "linux/amd64"))]
+        argv = [
+            "build",
+            "-f",
+            str(source["dockerFile"]),
+            "-t",
+            tag,
+            "--platform",
+            str(source.get("platform", "linux/amd64")),
+        ]
         if source.get("networkMode"):
             argv += ["--network", str(source["networkMode"])]
         for key, value in arguments.items():
@@ -119,7 +127,10 @@ class ContainerInstance:
         handle = self.log.open("ab")
         engine = self.container.engine
         self._logger = subprocess.Popen(
-            engine.command("logs", "--follow", self.container.name), env=engine.env, stdout=handle, stderr=subprocess.STDOUT
+            engine.command("logs", "--follow", self.container.name),
+            env=engine.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
         handle.close()
         return self
@@ -136,7 +147,9 @@ class ContainerInstance:
         """The container as the engine runs it (``docker inspect``)."""
         import json
 
-        document: list[dict[str, Any]] = json.loads(self.container.engine.docker("inspect", self.container.name).stdout)
+        document: list[dict[str, Any]] = json.loads(
+            self.container.engine.docker("inspect", self.container.name).stdout
+        )
         return document[0]
 
     def close(self) -> None:

@@ -123,7 +123,11 @@ class ProcessInstance:
         from hflambda.devstack import free_port
 
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HFLAMBDA_", "AWS_", "POWERTOOLS_", "HF_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HFLAMBDA_", "AWS_", "POWERTOOLS_", "HF_"))
+        }
         for key, value in self.env.items():
             for mount, host in self.store_paths.items():
                 if value == mount or value.startswith(mount + "/"):
@@ -144,7 +148,9 @@ class ProcessInstance:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.spec.name}: runtime exited ({self.process.returncode}); see {self.log}")
+                raise RuntimeError(
+                    f"{self.spec.name}: runtime exited ({self.process.returncode}); see {self.log}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 httpx.get(self.url, timeout=1)
                 return self
@@ -210,7 +216,9 @@ class Rehearsal:
         if cfg.runtime == "containers":
             from rehearsal.runner import ensure_asset_images
 
-            self.say("building the function images as the assets describe them (an unchanged one is a cache hit) ...")
+            self.say(
+                "building the function images as the assets describe them (an unchanged one is a cache hit) ..."
+            )
             self.images = ensure_asset_images(assembly.assets, say=self.say)
         if cfg.reset and self.store_root.exists():
             shutil.rmtree(self.store_root)
@@ -225,7 +233,12 @@ class Rehearsal:
         self.api = replace(
             api,
             routes=tuple(
-                replace(r, authorizer=replace(r.authorizer, issuer=self._issuers.get(r.authorizer.issuer, r.authorizer.issuer)))
+                replace(
+                    r,
+                    authorizer=replace(
+                        r.authorizer, issuer=self._issuers.get(r.authorizer.issuer, r.authorizer.issuer)
+                    ),
+                )
                 if r.authorizer
                 else r
                 for r in api.routes
@@ -240,18 +253,31 @@ class Rehearsal:
         }
         for name, spec in self.functions.items():
             self.environments[name] = function_environment(
-                spec, moto_url=self.moto.url, hub_url=self.hub.url if self.hub else None, issuers=self._issuers
+                spec,
+                moto_url=self.moto.url,
+                hub_url=self.hub.url if self.hub else None,
+                issuers=self._issuers,
             )
-            limit = spec.reserved_concurrency or (self.config.predict_instances if name == "predict" else 1000)
+            limit = spec.reserved_concurrency or (
+                self.config.predict_instances if name == "predict" else 1000
+            )
             self.pools[name] = FunctionPool(spec, self._instance, max_instances=max(1, limit))
         for source in event_source_specs(self.resolver, self.functions):
             pool = self.pools[source.function.function]
             if source.max_concurrency:
                 pool.max_instances = min(pool.max_instances, int(source.max_concurrency))
             self.mappings.append(
-                EventSourceMapping(source, self._queue_url(source.queue_arn), pool, self.moto.client("sqs")).start()
+                EventSourceMapping(
+                    source, self._queue_url(source.queue_arn), pool, self.moto.client("sqs")
+                ).start()
             )
-        self.front_door = FrontDoor(self.api, self._invoke_route, host=cfg.host, port=cfg.port, access_log=self.logs / "api-access.jsonl").start()
+        self.front_door = FrontDoor(
+            self.api,
+            self._invoke_route,
+            host=cfg.host,
+            port=cfg.port,
+            access_log=self.logs / "api-access.jsonl",
+        ).start()
         self.triggers = warmup_triggers(self.resolver, self.functions)
         self._async_configs = async_invoke_configs(self.resolver, self.functions)
         if cfg.after_deploy:
@@ -294,7 +320,9 @@ class Rehearsal:
         deadline = time.monotonic() + timeout
         for record in records:
             if not record.done.wait(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"{record.source} invocation of {record.function} not done after {timeout:.0f} s")
+                raise TimeoutError(
+                    f"{record.source} invocation of {record.function} not done after {timeout:.0f} s"
+                )
         return records
 
     def token(self, sub: str = "rehearsal-user", **claims: Any) -> str:
@@ -318,9 +346,16 @@ class Rehearsal:
             "hub": self.hub.url if self.hub else None,
             "queues": queues,
             "functions": {
-                name: {"name": s.name, "memory_mb": s.memory_mb, "timeout_s": s.timeout_s, "ephemeral_mb": s.ephemeral_mb,
-                       "architecture": s.architecture, "command": list(s.command),
-                       "mounts": [m.__dict__ for m in s.mounts], "max_instances": self.pools[name].max_instances}
+                name: {
+                    "name": s.name,
+                    "memory_mb": s.memory_mb,
+                    "timeout_s": s.timeout_s,
+                    "ephemeral_mb": s.ephemeral_mb,
+                    "architecture": s.architecture,
+                    "command": list(s.command),
+                    "mounts": [m.__dict__ for m in s.mounts],
+                    "max_instances": self.pools[name].max_instances,
+                }
                 for name, s in self.functions.items()
             },
             "routes": [r.key for r in (self.api.routes if self.api else ())],
@@ -348,7 +383,8 @@ class Rehearsal:
 
     def _start_hub(self, assembly: Assembly) -> None:
         registries = {
-            str(a["source"].get("dockerBuildArgs", {}).get("REGISTRY_FILE", "models.toml")) for a in assembly.assets.values()
+            str(a["source"].get("dockerBuildArgs", {}).get("REGISTRY_FILE", "models.toml"))
+            for a in assembly.assets.values()
         }
         if len(registries) != 1:
             raise RuntimeError(f"the images were built with different registries: {sorted(registries)}")
@@ -369,7 +405,9 @@ class Rehearsal:
             return ProcessInstance(spec, env, log, paths).start()
         from rehearsal.runner import start_container
 
-        return start_container(spec, env, image=self.images[spec.function], store_root=self.store_root, log=log, number=number)
+        return start_container(
+            spec, env, image=self.images[spec.function], store_root=self.store_root, log=log, number=number
+        )
 
     def _invoke_route(self, route: Route, event: dict[str, Any], timeout: float) -> Invocation:
         return self.pools[route.function.function].invoke(event, wait=timeout)
@@ -379,12 +417,18 @@ class Rehearsal:
         if trigger.kind == "schedule":
             payload.update(id=str(uuid.uuid4()), time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         pool = self.pools[trigger.function.function]
-        self.say(f"invoking {trigger.function.function} ({trigger.kind} {trigger.name}, qualifier {trigger.qualifier}, {trigger.invocation_type})")
+        self.say(
+            f"invoking {trigger.function.function} ({trigger.kind} {trigger.name}, qualifier {trigger.qualifier}, {trigger.invocation_type})"
+        )
 
         def done(record: AsyncRecord) -> None:
             last = record.attempts[-1] if record.attempts else None
-            outcome = "ok" if record.succeeded else f"failed ({last.function_error if last else 'no attempt'})"
-            self.say(f"{trigger.function.function} {trigger.kind}: {outcome} after {len(record.attempts)} attempt(s)")
+            outcome = (
+                "ok" if record.succeeded else f"failed ({last.function_error if last else 'no attempt'})"
+            )
+            self.say(
+                f"{trigger.function.function} {trigger.kind}: {outcome} after {len(record.attempts)} attempt(s)"
+            )
 
         # a synchronous (RequestResponse) trigger is never retried by Lambda
         configs = self._async_configs if trigger.invocation_type == "Event" else None

@@ -78,12 +78,18 @@ def standin_registry(dest: Path, source: Path = REPO_ROOT / "models.toml") -> Pa
     for alias, table in models.items():
         if table.get("task") == "text-generation" and "builder_options" in local.get(alias, {}):
             table["builder_options"] = local[alias]["builder_options"]
-    lines = [f"# Generated from {source.name} by rehearsal/synth.py (the registry the rehearsal deploys with the Hub stand-in)."]
+    lines = [
+        f"# Generated from {source.name} by rehearsal/synth.py (the registry the rehearsal deploys with the Hub stand-in)."
+    ]
     for alias, table in models.items():
         lines += ["", f"[models.{alias}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items())]
     for profile, tables in data.get("profiles", {}).items():
         for alias, table in tables.items():
-            lines += ["", f"[profiles.{profile}.{alias}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items())]
+            lines += [
+                "",
+                f"[profiles.{profile}.{alias}]",
+                *(f"{k} = {_toml_value(v)}" for k, v in table.items()),
+            ]
     text = "\n".join(lines) + "\n"
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.is_file() or dest.read_text() != text:

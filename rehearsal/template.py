@@ -144,23 +144,35 @@ def _placeholder(stack: Stack, logical: str, kind: str) -> Physical:
     return Physical(ref, {"Arn": arn, "GroupId": ref, "Id": ref, "AccessPointId": ref, "FileSystemId": ref})
 
 
-def lambda_function_provider(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+def lambda_function_provider(
+    resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]
+) -> Physical:
     """Functions are not created anywhere: the rehearsal runs them. Names as CloudFormation makes them."""
     name = props.get("FunctionName") or f"{stack.name}-{logical}"[:64]
     arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
     return Physical(str(name), {"Arn": arn})
 
 
-def lambda_version_provider(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
+def lambda_version_provider(
+    resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]
+) -> Physical:
     """A published version: ``Ref`` is the qualified ARN, ``Version`` its number (one per deploy)."""
     function = str(props["FunctionName"])
-    base = function if function.startswith("arn:") else f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+    base = (
+        function
+        if function.startswith("arn:")
+        else f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+    )
     return Physical(f"{base}:1", {"Version": "1", "FunctionArn": base})
 
 
 def lambda_alias_provider(resolver: Resolver, stack: Stack, logical: str, props: dict[str, Any]) -> Physical:
     function = str(props["FunctionName"])
-    base = function if function.startswith("arn:") else f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+    base = (
+        function
+        if function.startswith("arn:")
+        else f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+    )
     return Physical(f"{base}:{props['Name']}", {"AliasArn": f"{base}:{props['Name']}"})
 
 
@@ -253,7 +265,9 @@ class Resolver:
     def get_att(self, stack: Stack, logical: str, attribute: str) -> Any:
         physical = self.provision(stack, logical)
         if attribute not in physical.attrs:
-            raise TemplateError(f"{stack.name}/{logical}: attribute {attribute!r} is not known to the rehearsal")
+            raise TemplateError(
+                f"{stack.name}/{logical}: attribute {attribute!r} is not known to the rehearsal"
+            )
         return physical.attrs[attribute]
 
     def condition(self, stack: Stack, name: str) -> bool:
@@ -466,7 +480,9 @@ def function_specs(resolver: Resolver) -> dict[str, FunctionSpec]:
             raise TemplateError(f"{stack.name}/{logical}: image {image_uri} is not an asset of this assembly")
         function = asset_function(asset)
         if function is None:
-            raise TemplateError(f"{stack.name}/{logical}: cannot tell which function image {digest} is (asset {asset['source']})")
+            raise TemplateError(
+                f"{stack.name}/{logical}: cannot tell which function image {digest} is (asset {asset['source']})"
+            )
         role_ref = raw.get("Role", {}).get("Fn::GetAtt", [None])[0]
         actions = _policy_actions(resolver, stack, role_ref) if role_ref else set()
         mounts = []
@@ -501,7 +517,9 @@ def function_specs(resolver: Resolver) -> dict[str, FunctionSpec]:
             timeout_s=int(props.get("Timeout", 3)),
             ephemeral_mb=int((props.get("EphemeralStorage") or {}).get("Size", 512)),
             architecture=str((props.get("Architectures") or ["x86_64"])[0]),
-            environment={k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()},
+            environment={
+                k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()
+            },
             mounts=tuple(mounts),
             reserved_concurrency=int(reserved) if reserved is not None else None,
             role=str(role_ref or ""),
@@ -572,7 +590,11 @@ class ApiSpec:
 
 def api_spec(resolver: Resolver, functions: dict[str, FunctionSpec]) -> ApiSpec:
     """The one HTTP API of the assembly (AWS::ApiGatewayV2::*)."""
-    apis = [a for a in resolver.assembly.stack_of_type("AWS::ApiGatewayV2::Api") if (a[2].get("Properties") or {}).get("ProtocolType") == "HTTP"]
+    apis = [
+        a
+        for a in resolver.assembly.stack_of_type("AWS::ApiGatewayV2::Api")
+        if (a[2].get("Properties") or {}).get("ProtocolType") == "HTTP"
+    ]
     if len(apis) != 1:
         raise TemplateError(f"expected one HTTP API in the assembly, found {len(apis)}")
     stack, api_logical, api = apis[0]
@@ -591,10 +613,15 @@ def api_spec(resolver: Resolver, functions: dict[str, FunctionSpec]) -> ApiSpec:
     ]
     config = api_props.get("CorsConfiguration")
     cors = _cors(config) if config else None
-    stages = [_stage(resolver.resolve(stack, resource["Properties"])) for _, resource in _of_api(stack, "AWS::ApiGatewayV2::Stage", api_logical)]
+    stages = [
+        _stage(resolver.resolve(stack, resource["Properties"]))
+        for _, resource in _of_api(stack, "AWS::ApiGatewayV2::Stage", api_logical)
+    ]
     if not stages:
         raise TemplateError(f"{stack.name}/{api_logical}: the HTTP API has no stage (nothing would serve it)")
-    return ApiSpec(name=str(api_props.get("Name", api_logical)), routes=tuple(routes), cors=cors, stages=tuple(stages))
+    return ApiSpec(
+        name=str(api_props.get("Name", api_logical)), routes=tuple(routes), cors=cors, stages=tuple(stages)
+    )
 
 
 def _of_api(stack: Stack, kind: str, api_logical: str) -> list[tuple[str, dict[str, Any]]]:
@@ -606,10 +633,14 @@ def _of_api(stack: Stack, kind: str, api_logical: str) -> list[tuple[str, dict[s
     ]
 
 
-def _jwt_authorizer(resolver: Resolver, stack: Stack, logical: str, resource: dict[str, Any]) -> JwtAuthorizer:
+def _jwt_authorizer(
+    resolver: Resolver, stack: Stack, logical: str, resource: dict[str, Any]
+) -> JwtAuthorizer:
     props = resolver.resolve(stack, resource["Properties"])
     if props.get("AuthorizerType") != "JWT":
-        raise TemplateError(f"{stack.name}/{logical}: only JWT authorizers are rehearsed, not {props.get('AuthorizerType')}")
+        raise TemplateError(
+            f"{stack.name}/{logical}: only JWT authorizers are rehearsed, not {props.get('AuthorizerType')}"
+        )
     jwt_config = props.get("JwtConfiguration") or {}
     return JwtAuthorizer(
         name=str(props.get("Name", logical)),
@@ -707,7 +738,8 @@ def event_source_specs(resolver: Resolver, functions: dict[str, FunctionSpec]) -
                 batch_size=int(props.get("BatchSize", 10)),
                 batching_window_s=int(props.get("MaximumBatchingWindowInSeconds", 0)),
                 max_concurrency=(props.get("ScalingConfig") or {}).get("MaximumConcurrency"),
-                report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in (props.get("FunctionResponseTypes") or []),
                 enabled=bool(props.get("Enabled", True)),
             )
         )
@@ -735,7 +767,9 @@ class Trigger:
     target_retry_attempts: int | None = None  # EventBridge's own retry policy (schedule targets)
 
 
-def async_invoke_configs(resolver: Resolver, functions: dict[str, FunctionSpec]) -> dict[tuple[str, str], AsyncInvokeConfig]:
+def async_invoke_configs(
+    resolver: Resolver, functions: dict[str, FunctionSpec]
+) -> dict[tuple[str, str], AsyncInvokeConfig]:
     """(function name, qualifier) -> its EventInvokeConfig. Unlisted pairs get Lambda's default (2 retries, 6 h)."""
     configs = {}
     for stack, _logical, resource in resolver.assembly.stack_of_type("AWS::Lambda::EventInvokeConfig"):
@@ -779,17 +813,21 @@ def warmup_triggers(resolver: Resolver, functions: dict[str, FunctionSpec]) -> l
                 function, qualifier = _function_for(functions, str(target["Arn"]))
             except TemplateError:
                 continue
-            payload = json.loads(target["Input"]) if target.get("Input") else {
-                "version": "0",
-                "id": "rehearsal",
-                "detail-type": "Scheduled Event",
-                "source": "aws.events",
-                "account": ACCOUNT,
-                "time": "1970-01-01T00:00:00Z",
-                "region": REGION,
-                "resources": [rule_arn],
-                "detail": {},
-            }
+            payload = (
+                json.loads(target["Input"])
+                if target.get("Input")
+                else {
+                    "version": "0",
+                    "id": "rehearsal",
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT,
+                    "time": "1970-01-01T00:00:00Z",
+                    "region": REGION,
+                    "resources": [rule_arn],
+                    "detail": {},
+                }
+            )
             retry = (target.get("RetryPolicy") or {}).get("MaximumRetryAttempts")
             found.append(
                 Trigger(

@@ -42,4 +42,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         if reason is not None:
             raise IndexRecordFailed(reason)
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

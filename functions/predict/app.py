@@ -39,4 +39,7 @@ get_pool().on_load = _record_load
 PRELOAD = get_pool().preload()
 for _alias, _error in PRELOAD.items():
     if _error:
-        logger.warning("preload failed; requests for this model answer 503 until warmup publishes it", extra={"model": _alias, "reason": _error})
+        logger.warning(
+            "preload failed; requests for this model answer 503 until warmup publishes it",
+            extra={"model": _alias, "reason": _error},
+        )

@@ -38,7 +38,13 @@ class BodyGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
-            await self._refuse(scope, send, 413, "payload_too_large", f"request body is {length} bytes; the limit is {limit} (HFLAMBDA_MAX_BODY_BYTES)")
+            await self._refuse(
+                scope,
+                send,
+                413,
+                "payload_too_large",
+                f"request body is {length} bytes; the limit is {limit} (HFLAMBDA_MAX_BODY_BYTES)",
+            )
             return
         chunks: list[bytes] = []
         received = 0
@@ -49,7 +55,13 @@ class BodyGuard:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > limit:
-                await self._refuse(scope, send, 413, "payload_too_large", f"request body is over {limit} bytes (HFLAMBDA_MAX_BODY_BYTES); {received} received when it was refused")
+                await self._refuse(
+                    scope,
+                    send,
+                    413,
+                    "payload_too_large",
+                    f"request body is over {limit} bytes (HFLAMBDA_MAX_BODY_BYTES); {received} received when it was refused",
+                )
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -61,9 +73,19 @@ class BodyGuard:
                 json.loads(body)
             except ValueError:
                 shown = content_type or "no content-type"
-                await self._refuse(scope, send, 415, "unsupported_media_type", f"the body ({shown}) is not JSON; this API takes JSON bodies (content-type: application/json)")
+                await self._refuse(
+                    scope,
+                    send,
+                    415,
+                    "unsupported_media_type",
+                    f"the body ({shown}) is not JSON; this API takes JSON bodies (content-type: application/json)",
+                )
                 return
-            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"] + [(b"content-type", b"application/json")]}
+            scope = {
+                **scope,
+                "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                + [(b"content-type", b"application/json")],
+            }
         replayed = False
 
         async def replay() -> Message:
@@ -79,5 +101,7 @@ class BodyGuard:
         async def no_body() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        response = error_response(Request(scope, no_body), status, code, message, headers={"connection": "close"})
+        response = error_response(
+            Request(scope, no_body), status, code, message, headers={"connection": "close"}
+        )
         await response(scope, no_body, send)

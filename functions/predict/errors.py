@@ -25,7 +25,15 @@ from functions.predict.schemas import ErrorDetail, ErrorResponse
 from hflambda.errors import AuthError, HflambdaError, ModelNotReady
 from hflambda.telemetry import logger
 
-__all__ = ["ERROR_DESCRIPTIONS", "error_body", "error_response", "install", "request_id", "responses", "without_default_422"]
+__all__ = [
+    "ERROR_DESCRIPTIONS",
+    "error_body",
+    "error_response",
+    "install",
+    "request_id",
+    "responses",
+    "without_default_422",
+]
 
 # What each documented status means on this API (the codes in backticks are ``error.type``).
 # 500 (``internal_error``, a bug) can answer any route and is not listed per route.
@@ -54,7 +62,9 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     unknown = sorted(set(codes) - set(ERROR_DESCRIPTIONS))
     if unknown:
         raise ValueError(f"no description for status {unknown}: add it to ERROR_DESCRIPTIONS")
-    return {code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code]} for code in sorted(set(codes))}
+    return {
+        code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code]} for code in sorted(set(codes))
+    }
 
 
 def request_id(request: Request) -> str:
@@ -62,18 +72,47 @@ def request_id(request: Request) -> str:
     event = request.scope.get("aws.event") or {}
     rid = (event.get("requestContext") or {}).get("requestId")
     if not rid:
-        rid = request.headers.get("x-request-id") or getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        rid = (
+            request.headers.get("x-request-id")
+            or getattr(request.state, "request_id", None)
+            or uuid.uuid4().hex
+        )
     request.state.request_id = rid
     return str(rid)
 
 
-def _body(status: int, code: str, message: str, rid: str, *, param: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return ErrorResponse(error=ErrorDetail(type=code, code=code, message=message, param=param, details=details or {}, request_id=rid)).model_dump()
+def _body(
+    status: int,
+    code: str,
+    message: str,
+    rid: str,
+    *,
+    param: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return ErrorResponse(
+        error=ErrorDetail(
+            type=code, code=code, message=message, param=param, details=details or {}, request_id=rid
+        )
+    ).model_dump()
 
 
-def error_response(request: Request, status: int, code: str, message: str, *, param: str | None = None, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """Build the one error shape."""
-    return JSONResponse(_body(status, code, message, request_id(request), param=param, details=details), status_code=status, headers=headers)
+    return JSONResponse(
+        _body(status, code, message, request_id(request), param=param, details=details),
+        status_code=status,
+        headers=headers,
+    )
 
 
 def error_body(exc: Exception, rid: str) -> tuple[int, dict[str, Any]]:
@@ -83,9 +122,13 @@ def error_body(exc: Exception, rid: str) -> tuple[int, dict[str, Any]]:
     """
     if isinstance(exc, HflambdaError):
         details = {k: v for k, v in exc.details.items() if k != "field" and v is not None}
-        return exc.status, _body(exc.status, exc.code, exc.message, rid, param=getattr(exc, "field", None), details=details)
+        return exc.status, _body(
+            exc.status, exc.code, exc.message, rid, param=getattr(exc, "field", None), details=details
+        )
     logger.exception("unhandled error", extra={"request_id": rid})
-    return 500, _body(500, "internal_error", f"Internal error; quote request id {rid} when reporting it.", rid)
+    return 500, _body(
+        500, "internal_error", f"Internal error; quote request id {rid} when reporting it.", rid
+    )
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -109,7 +152,10 @@ def without_default_422(schema: dict[str, Any]) -> dict[str, Any]:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             answer = operation.get("responses", {}).get("422", {})
-            if answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == DEFAULT_422:
+            if (
+                answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+                == DEFAULT_422
+            ):
                 del operation["responses"]["422"]
     schemas = schema.get("components", {}).get("schemas", {})
     if DEFAULT_422 not in json.dumps(schema.get("paths", {})):
@@ -136,13 +182,26 @@ def install(app: FastAPI) -> None:
             desc = exc.description.replace('"', "'")
             # RFC 6750: a request without credentials gets a bare challenge, no error code
             missing = request.headers.get("authorization") is None and "aws.event" not in request.scope
-            headers["WWW-Authenticate"] = "Bearer" if missing else f'Bearer error="invalid_token", error_description="{desc}"'
+            headers["WWW-Authenticate"] = (
+                "Bearer" if missing else f'Bearer error="invalid_token", error_description="{desc}"'
+            )
             if exc.status == 503:
                 headers["Retry-After"] = "5"
         details = {k: v for k, v in exc.details.items() if k != "field" and v is not None}
         if exc.status >= 500 and not isinstance(exc, ModelNotReady):
-            logger.warning("request failed", extra={"code": exc.code, "error": exc.message, "request_id": request_id(request)})
-        return error_response(request, exc.status, exc.code, exc.message, param=getattr(exc, "field", None), details=details, headers=headers)
+            logger.warning(
+                "request failed",
+                extra={"code": exc.code, "error": exc.message, "request_id": request_id(request)},
+            )
+        return error_response(
+            request,
+            exc.status,
+            exc.code,
+            exc.message,
+            param=getattr(exc, "field", None),
+            details=details,
+            headers=headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,15 +212,26 @@ def install(app: FastAPI) -> None:
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem(s), see details)"
         problems = [{"param": _loc(tuple(e.get("loc", ()))), "message": str(e.get("msg"))} for e in errors]
-        return error_response(request, 422, "invalid_request", message, param=param, details={"problems": problems})
+        return error_response(
+            request, 422, "invalid_request", message, param=param, details={"problems": problems}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            415: "unsupported_media_type",
+        }.get(exc.status_code, "http_error")
+        return error_response(
+            request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id(request)
         logger.exception("unhandled error", extra={"request_id": rid})
-        return error_response(request, 500, "internal_error", f"Internal error; quote request id {rid} when reporting it.")
+        return error_response(
+            request, 500, "internal_error", f"Internal error; quote request id {rid} when reporting it."
+        )

@@ -33,7 +33,10 @@ def without_stage(event: dict[str, Any]) -> dict[str, Any]:
 
     event = {**event, "rawPath": strip(event.get("rawPath"))}
     if isinstance(context.get("http"), dict):
-        event["requestContext"] = {**context, "http": {**context["http"], "path": strip(context["http"].get("path"))}}
+        event["requestContext"] = {
+            **context,
+            "http": {**context["http"], "path": strip(context["http"].get("path"))},
+        }
     return event
 
 

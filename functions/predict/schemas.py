@@ -15,7 +15,10 @@ class ErrorDetail(BaseModel):
     """One error: stable ``type``, a message saying what to do, the offending ``param``."""
 
     type: str = Field(description="Stable error code, e.g. model_not_ready, invalid_token.")
-    code: str | None = Field(None, description="The same stable code (OpenAI clients read error.code, e.g. context_length_exceeded).")
+    code: str | None = Field(
+        None,
+        description="The same stable code (OpenAI clients read error.code, e.g. context_length_exceeded).",
+    )
     message: str
     param: str | None = Field(None, description="The request field that is wrong, if any.")
     details: dict[str, Any] = Field(default_factory=dict)
@@ -36,7 +39,9 @@ class ModelState(BaseModel):
 
     id: str = Field(description="Registry alias.")
     object: Literal["model"] = "model"
-    created: int = Field(0, description="Unix time the live revision was published (0: not warmed, or remote).")
+    created: int = Field(
+        0, description="Unix time the live revision was published (0: not warmed, or remote)."
+    )
     owned_by: str = "hflambda"
     task: str
     repo: str
@@ -64,7 +69,9 @@ class Health(BaseModel):
 # --- embeddings (OpenAI-compatible) ------------------------------------------------------
 
 Text = Annotated[str, Field(min_length=1)]
-TextList = Annotated[list[Text], Field(min_length=1, description="At most HFLAMBDA_MAX_BATCH (default 256) texts.")]
+TextList = Annotated[
+    list[Text], Field(min_length=1, description="At most HFLAMBDA_MAX_BATCH (default 256) texts.")
+]
 MAX_EMBEDDING_INPUTS = 2048
 """Most texts one ``POST /v1/embeddings`` takes (OpenAI's limit), when the response fits Lambda's 6 MB."""
 
@@ -80,12 +87,16 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    input: Text | list[Text] = Field(description=f"A text or a list of up to {MAX_EMBEDDING_INPUTS} texts (non-empty); token-id arrays are refused (400).")
+    input: Text | list[Text] = Field(
+        description=f"A text or a list of up to {MAX_EMBEDDING_INPUTS} texts (non-empty); token-id arrays are refused (400)."
+    )
     model: str = Field(description="Registry alias of an embeddings model.")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0, description="Accepted only if equal to the model's size.")
     user: str | None = None
-    truncate: bool = Field(False, description="Truncate texts over the model's token limit instead of rejecting them.")
+    truncate: bool = Field(
+        False, description="Truncate texts over the model's token limit instead of rejecting them."
+    )
 
     @field_validator("input", mode="before")
     @classmethod
@@ -100,12 +111,18 @@ def _token_ids(value: object) -> bool:
     if not isinstance(value, list) or not value:
         return False
     first = value[0]
-    return (isinstance(first, int) and not isinstance(first, bool)) or (isinstance(first, list) and bool(first) and isinstance(first[0], int))
+    return (isinstance(first, int) and not isinstance(first, bool)) or (
+        isinstance(first, list) and bool(first) and isinstance(first[0], int)
+    )
 
 
 def check_texts(value: object, *, allow_single: bool = False) -> object:
     """One clear message for every malformed text input (instead of a union's two)."""
-    shape = "a non-empty string or a non-empty list of non-empty strings" if allow_single else "a non-empty list of non-empty strings"
+    shape = (
+        "a non-empty string or a non-empty list of non-empty strings"
+        if allow_single
+        else "a non-empty list of non-empty strings"
+    )
     if isinstance(value, str):
         if not allow_single:
             raise ValueError(f"must be {shape}, got a string")
@@ -164,7 +181,9 @@ class PredictRequest(BaseModel):
 
     inputs: TextList = Field(description="Texts to run through the model (non-empty).")
     top_k: int | None = Field(1, ge=1, description="Classification: labels per input (null: all).")
-    truncate: bool = Field(False, description="Truncate texts over the model's token limit instead of rejecting them.")
+    truncate: bool = Field(
+        False, description="Truncate texts over the model's token limit instead of rejecting them."
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -277,7 +296,9 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     include_usage: bool | None = None
-    include_obfuscation: bool | None = Field(None, description="Accepted; no obfuscation is added (a local server).")
+    include_obfuscation: bool | None = Field(
+        None, description="Accepted; no obfuscation is added (a local server)."
+    )
 
 
 class JsonSchemaFormat(BaseModel):
@@ -287,7 +308,9 @@ class JsonSchemaFormat(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     description: str | None = None
-    schema_: dict[str, Any] = Field(alias="schema", description="A JSON Schema; the answer is validated against it.")
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="A JSON Schema; the answer is validated against it."
+    )
     strict: bool | None = None
 
 
@@ -354,16 +377,28 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(description="Registry alias of a text-generation model; its fallbacks answer if it cannot.")
+    model: str = Field(
+        description="Registry alias of a text-generation model; its fallbacks answer if it cannot."
+    )
     messages: list[ChatMessageIn] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2, description="0: greedy. Default 1.0 (sampling), as OpenAI.")
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="0: greedy. Default 1.0 (sampling), as OpenAI."
+    )
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, gt=0, description="Most tokens to generate (capped by the model's max_output_tokens).")
-    max_completion_tokens: int | None = Field(None, gt=0, description="Newer name of max_tokens; wins when both are set.")
-    stop: str | list[Annotated[str, Field(min_length=1)]] | None = Field(None, description="Up to 4 stop sequences (free text only).")
+    max_tokens: int | None = Field(
+        None, gt=0, description="Most tokens to generate (capped by the model's max_output_tokens)."
+    )
+    max_completion_tokens: int | None = Field(
+        None, gt=0, description="Newer name of max_tokens; wins when both are set."
+    )
+    stop: str | list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="Up to 4 stop sequences (free text only)."
+    )
     seed: int | None = Field(None, ge=-INT64, lt=INT64, description="Sampling seed (64-bit).")
     response_format: ResponseFormatIn | None = None
-    stream: bool | None = Field(False, description="Server-sent events (chat.completion.chunk), ending with data: [DONE].")
+    stream: bool | None = Field(
+        False, description="Server-sent events (chat.completion.chunk), ending with data: [DONE]."
+    )
     stream_options: StreamOptions | None = None
     n: int | None = Field(1, ge=1, description="Only 1 choice is supported.")
     tools: list[ToolDefinition] | None = Field(None, description="Functions the model may call (at most 64).")
@@ -405,7 +440,9 @@ class ChatAttempt(BaseModel):
 
     model: str
     ok: bool
-    reason: str | None = Field(None, description="Why it failed: '<trigger>: <detail>', e.g. 'rate_limited: ...'.")
+    reason: str | None = Field(
+        None, description="Why it failed: '<trigger>: <detail>', e.g. 'rate_limited: ...'."
+    )
     seconds: float
 
 
@@ -442,10 +479,17 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=512, description="Document id, unique per caller; re-sending it replaces the document.")
-    text: str = Field(min_length=1, pattern=r"\S", description="Text to embed (long texts are chunked by tokens).")
+    id: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Document id, unique per caller; re-sending it replaces the document.",
+    )
+    text: str = Field(
+        min_length=1, pattern=r"\S", description="Text to embed (long texts are chunked by tokens)."
+    )
     metadata: dict[str, Any] = Field(
-        default_factory=dict, description="JSON object kept with the document; scalar values (and lists of them) can be filtered on in search."
+        default_factory=dict,
+        description="JSON object kept with the document; scalar values (and lists of them) can be filtered on in search.",
     )
 
 

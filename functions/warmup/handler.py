@@ -45,5 +45,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary["ok"] = result.ok
     summary["vector_maintenance"] = maintain_vectors_step(settings, remaining)
     if not result.ok:
-        logger.error("warmup finished with failures", extra={"failed": [m.alias for m in result.models if m.status == "failed"]})
+        logger.error(
+            "warmup finished with failures",
+            extra={"failed": [m.alias for m in result.models if m.status == "failed"]},
+        )
     return summary

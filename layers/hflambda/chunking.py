@@ -56,7 +56,9 @@ def chunk_text(text: str, tokenizer: Tokenizer, *, window: int, overlap: int) ->
 class TokenChunker:
     """``chunk_text`` with a private copy of a tokenizer that neither pads nor truncates."""
 
-    def __init__(self, tokenizer: Tokenizer, *, window: int, overlap: int, max_tokens: int | None = None) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, *, window: int, overlap: int, max_tokens: int | None = None
+    ) -> None:
         if tokenizer.padding is not None or tokenizer.truncation is not None:
             tokenizer = Tokenizer.from_str(tokenizer.to_str())
             tokenizer.no_padding()

@@ -38,25 +38,36 @@ MAX_RECEIVE_COUNT = 3
 VISIBILITY_TIMEOUT = 30
 
 
-def create_index_queues(sqs: Any, name: str, *, visibility_timeout: int, max_receive_count: int) -> tuple[str, str]:
+def create_index_queues(
+    sqs: Any, name: str, *, visibility_timeout: int, max_receive_count: int
+) -> tuple[str, str]:
     """An index queue and its DLQ with a redrive policy, as the CDK stack creates them.
 
     Returns ``(queue_url, dlq_url)``; ``sqs`` is a boto3 SQS client (moto locally).
     """
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue_url = sqs.create_queue(
         QueueName=name,
         Attributes={
             "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+            ),
         },
     )["QueueUrl"]
     return str(queue_url), str(dlq_url)
 
 
 def create_aws_vectors(
-    endpoint: str, *, dimensions: int = 384, bucket: str = "hflambda-vectors", index: str = "chunks", table: str = "hflambda-catalogue"
+    endpoint: str,
+    *,
+    dimensions: int = 384,
+    bucket: str = "hflambda-vectors",
+    index: str = "chunks",
+    table: str = "hflambda-catalogue",
 ) -> dict[str, str]:
     """Create the S3 Vectors bucket + index and the DynamoDB catalogue table on ``endpoint``
     (a moto server from ``hflambda.s3vectors_fake.start_server``) as CDK does; returns the
@@ -65,11 +76,26 @@ def create_aws_vectors(
 
     from hflambda.vectors.aws import create_resources
 
-    options = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    options = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
     create_resources(
-        boto3.client("s3vectors", **options), boto3.client("dynamodb", **options), bucket=bucket, index=index, table=table, dimensions=dimensions
+        boto3.client("s3vectors", **options),
+        boto3.client("dynamodb", **options),
+        bucket=bucket,
+        index=index,
+        table=table,
+        dimensions=dimensions,
     )
-    return {"HFLAMBDA_VECTOR_BACKEND": "aws", "HFLAMBDA_VECTOR_BUCKET": bucket, "HFLAMBDA_VECTOR_INDEX": index, "HFLAMBDA_VECTOR_TABLE": table}
+    return {
+        "HFLAMBDA_VECTOR_BACKEND": "aws",
+        "HFLAMBDA_VECTOR_BUCKET": bucket,
+        "HFLAMBDA_VECTOR_INDEX": index,
+        "HFLAMBDA_VECTOR_TABLE": table,
+    }
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -173,10 +199,29 @@ class DevStack:
         warmed: dict[str, Any] = {}
         if cfg.warm:
             warmed = self.warm()
-        api_argv = [sys.executable, "-m", "uvicorn", "functions.predict.app:app", "--host", cfg.host, "--port", str(cfg.port), "--log-level", "warning"]
+        api_argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "functions.predict.app:app",
+            "--host",
+            cfg.host,
+            "--port",
+            str(cfg.port),
+            "--log-level",
+            "warning",
+        ]
         self.children["api"] = Child("api", api_argv, self.env, cfg.state / "logs" / "api.log")
         if cfg.poller:
-            poll_argv = [sys.executable, "-m", "hflambda.poller", "--queue-url", self.env["HFLAMBDA_INDEX_QUEUE_URL"], "--handler", "functions.index.handler.handler"]
+            poll_argv = [
+                sys.executable,
+                "-m",
+                "hflambda.poller",
+                "--queue-url",
+                self.env["HFLAMBDA_INDEX_QUEUE_URL"],
+                "--handler",
+                "functions.index.handler.handler",
+            ]
             self.children["poller"] = Child("poller", poll_argv, self.env, cfg.state / "logs" / "poller.log")
         for child in self.children.values():
             child.start()
@@ -263,8 +308,16 @@ class DevStack:
     def _create_queues(self) -> tuple[str, str]:
         import boto3
 
-        sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        return create_index_queues(sqs, QUEUE_NAME, visibility_timeout=VISIBILITY_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT)
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=self.moto_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        return create_index_queues(
+            sqs, QUEUE_NAME, visibility_timeout=VISIBILITY_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT
+        )
 
     def _vector_env(self) -> dict[str, str]:
         """The vector backend's settings; for ``aws``, its bucket, index and table on moto."""
@@ -292,11 +345,18 @@ class DevStack:
                 "POWERTOOLS_METRICS_NAMESPACE": "hflambda",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                "PYTHONPATH": os.pathsep.join([str(Path.cwd()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+                "PYTHONPATH": os.pathsep.join([str(Path.cwd()), env.get("PYTHONPATH", "")]).rstrip(
+                    os.pathsep
+                ),
             }
         )
         # a real issuer (e.g. Clerk) configured by the user wins over the dev issuer
-        for name in ("HFLAMBDA_AUTH_ISSUER", "HFLAMBDA_AUTH_AUDIENCE", "HFLAMBDA_AUTH_JWKS_URL", "HFLAMBDA_AUTH_AUTHORIZED_PARTIES"):
+        for name in (
+            "HFLAMBDA_AUTH_ISSUER",
+            "HFLAMBDA_AUTH_AUDIENCE",
+            "HFLAMBDA_AUTH_JWKS_URL",
+            "HFLAMBDA_AUTH_AUTHORIZED_PARTIES",
+        ):
             if os.environ.get(name):
                 env[name] = os.environ[name]
         return env
@@ -304,13 +364,21 @@ class DevStack:
     def warm(self) -> dict[str, Any]:
         """Run warmup as a child process (the only one importing torch); returns per-model status."""
         self.say(f"warming {self.config.registry} into {self.config.store_path} ...")
-        out = subprocess.run([sys.executable, "-m", "hflambda.cli", "warmup", "--json"], env=self.env, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "hflambda.cli", "warmup", "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         try:
             result = json.loads(out.stdout)
         except ValueError:
             self.say(f"warmup failed to run:\n{out.stderr[-2000:]}")
             return {}
-        return {m["alias"]: {"status": m["status"], "revision": m.get("live_revision"), "reason": m.get("reason")} for m in result["models"]}
+        return {
+            m["alias"]: {"status": m["status"], "revision": m.get("live_revision"), "reason": m.get("reason")}
+            for m in result["models"]
+        }
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until the API answers /health (raises if it never does)."""
@@ -319,7 +387,9 @@ class DevStack:
         while time.monotonic() < deadline:
             api = self.children["api"]
             if not api.alive():
-                raise RuntimeError(f"the predict API exited during start-up; see {api.log}:\n{api.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"the predict API exited during start-up; see {api.log}:\n{api.log.read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     return

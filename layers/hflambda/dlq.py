@@ -25,7 +25,9 @@ _PEEK_SECONDS = 30
 
 def dlq_url_of(sqs: Any, queue_url: str) -> str:
     """The DLQ URL named by the queue's RedrivePolicy (ValueError when it has none)."""
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get(
+        "Attributes", {}
+    )
     policy = attributes.get("RedrivePolicy")
     if not policy:
         raise ValueError(f"queue {queue_url} has no RedrivePolicy, so no dead-letter queue")
@@ -62,7 +64,9 @@ class DeadLetters:
     it, ``peek`` re-validates bodies only.
     """
 
-    def __init__(self, sqs: Any, queue_url: str, *, dlq_url: str | None = None, store: FailureLedger | None = None) -> None:
+    def __init__(
+        self, sqs: Any, queue_url: str, *, dlq_url: str | None = None, store: FailureLedger | None = None
+    ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.dlq_url = dlq_url or dlq_url_of(sqs, queue_url)
@@ -124,7 +128,9 @@ class DeadLetters:
                 DeadLetter(
                     message_id=message["MessageId"],
                     body=body,
-                    sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent and sent.isdigit() else None,
+                    sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC)
+                    if sent and sent.isdigit()
+                    else None,
                     receive_count=int(attributes.get("ApproximateReceiveCount", "0") or 0),
                     summary=summary,
                     reason=reason,

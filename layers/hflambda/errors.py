@@ -211,8 +211,9 @@ class ContextLengthExceeded(FallbackExhausted):
 
     def __init__(self, attempts: list[tuple[str, str]]) -> None:
         super().__init__(attempts, status=400)
-        self.message = "The prompt is longer than the context of every model in the chain; shorten the messages or lower max_tokens:\n" + "\n".join(
-            f"- {alias}: {reason}" for alias, reason in attempts
+        self.message = (
+            "The prompt is longer than the context of every model in the chain; shorten the messages or lower max_tokens:\n"
+            + "\n".join(f"- {alias}: {reason}" for alias, reason in attempts)
         )
         self.field = "messages"
 

@@ -149,7 +149,12 @@ class Indexer:
     """
 
     def __init__(
-        self, store: VectorStore, embedder: EmbedderSource, settings: Settings, *, ledger: FailureLedger | None = None
+        self,
+        store: VectorStore,
+        embedder: EmbedderSource,
+        settings: Settings,
+        *,
+        ledger: FailureLedger | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -178,9 +183,14 @@ class Indexer:
         try:
             embedder = self.embedder()
         except HflambdaError as exc:
-            logger.warning("embedding model not ready: every record fails until warmup publishes it", extra={"reason": str(exc)})
+            logger.warning(
+                "embedding model not ready: every record fails until warmup publishes it",
+                extra={"reason": str(exc)},
+            )
             return str(exc)
-        logger.info("embedding model loaded", extra={"model": embedder.alias, "revision": embedder.model.path.name})
+        logger.info(
+            "embedding model loaded", extra={"model": embedder.alias, "revision": embedder.model.path.name}
+        )
         return None
 
     def _chunker(self, embedder: TokenizedEmbedder) -> TokenChunker:
@@ -195,7 +205,9 @@ class Indexer:
             self._chunkers = {id(embedder.tokenizer): chunker}
         return chunker
 
-    def index(self, records: Sequence[QueueRecord], *, remaining: Callable[[], float] | None = None) -> BatchOutcome:
+    def index(
+        self, records: Sequence[QueueRecord], *, remaining: Callable[[], float] | None = None
+    ) -> BatchOutcome:
         """Process one batch; every record is either acknowledged or in ``failures``.
 
         ``remaining()`` answers the seconds this invocation has left (the Lambda context's
@@ -223,7 +235,9 @@ class Indexer:
         for item in items:
             outcome.failures[item.record.message_id] = reason
 
-    def _index_valid(self, pending: list[_Pending], outcome: BatchOutcome, remaining: Callable[[], float] | None) -> None:
+    def _index_valid(
+        self, pending: list[_Pending], outcome: BatchOutcome, remaining: Callable[[], float] | None
+    ) -> None:
         try:
             embedder = self.embedder()
         except HflambdaError as exc:
@@ -306,7 +320,9 @@ class Indexer:
                 needed = seconds_per_chunk * size + store_seconds + self.settings.index_time_margin_seconds
                 if remaining() < needed:
                     rest = [item for item, _ in wave] + [item for item, _ in admitted[position:]]
-                    self._fail(outcome, rest, "deferred: not enough time left in this invocation; redelivered")
+                    self._fail(
+                        outcome, rest, "deferred: not enough time left in this invocation; redelivered"
+                    )
                     outcome.deferred += len(rest)
                     return
             started = time.perf_counter()
@@ -326,7 +342,9 @@ class Indexer:
                 outcome.store_ms += (time.perf_counter() - embedded_at) * 1000
             by_key = {item.op.key: item for item in items}
             for key, reason in result.failed.items():
-                outcome.failures[by_key[key].record.message_id] = f"vector store refused the document: {reason}"
+                outcome.failures[by_key[key].record.message_id] = (
+                    f"vector store refused the document: {reason}"
+                )
             outcome.written += len(result.written)
             outcome.deleted += len(result.deleted)
             outcome.superseded += len(result.superseded)
@@ -336,7 +354,9 @@ class Indexer:
         self, wave: list[tuple[_Pending, list[TextChunk]]], embedder: TokenizedEmbedder, outcome: BatchOutcome
     ) -> list[_Pending]:
         """Attach chunk vectors to the wave's upserts; returns the items still to write."""
-        upserts = [(cast(UpsertOp, item.op), chunks) for item, chunks in wave if isinstance(item.op, UpsertOp)]
+        upserts = [
+            (cast(UpsertOp, item.op), chunks) for item, chunks in wave if isinstance(item.op, UpsertOp)
+        ]
         started = time.perf_counter()
         embedded, failed = embed_chunked(upserts, embedder, self.settings.index_embed_group)
         outcome.embed_ms += (time.perf_counter() - started) * 1000
@@ -406,7 +426,9 @@ class Indexer:
                 for message_id, reason in outcome.failures.items()
             )
         metrics.add_metric(name="IndexRecords", unit=MetricUnit.Count, value=len(records))
-        metrics.add_metric(name="IndexFailedRecords", unit=MetricUnit.Count, value=len(outcome.failures) - outcome.deferred)
+        metrics.add_metric(
+            name="IndexFailedRecords", unit=MetricUnit.Count, value=len(outcome.failures) - outcome.deferred
+        )
         metrics.add_metric(name="IndexDeferredRecords", unit=MetricUnit.Count, value=outcome.deferred)
         metrics.add_metric(name="IndexChunksWritten", unit=MetricUnit.Count, value=outcome.chunks)
         metrics.add_metric(name="IndexEmbedMs", unit=MetricUnit.Milliseconds, value=outcome.embed_ms)
@@ -434,9 +456,13 @@ def embed_chunked(
     vectors: np.ndarray | None = None
     if texts:
         try:
-            vectors = np.concatenate([embedder.embed(texts[i : i + group], truncate=True) for i in range(0, len(texts), group)])
+            vectors = np.concatenate(
+                [embedder.embed(texts[i : i + group], truncate=True) for i in range(0, len(texts), group)]
+            )
         except Exception as exc:
-            logger.warning("batch embedding failed; embedding documents one by one", extra={"error": str(exc)})
+            logger.warning(
+                "batch embedding failed; embedding documents one by one", extra={"error": str(exc)}
+            )
             vectors = None
     embedded: dict[DocKey, UpsertOp] = {}
     failed: dict[DocKey, str] = {}
@@ -465,7 +491,9 @@ def document_over_limits(text: str, metadata: Mapping[str, Any], settings: Setti
     """Why a document breaks the per-document size limits (text, metadata, filter terms), or None."""
     if len(text) > settings.document_max_chars:
         return f"text has {len(text)} characters; the limit is {settings.document_max_chars} (HFLAMBDA_DOCUMENT_MAX_CHARS)"
-    meta_bytes = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+    meta_bytes = len(
+        json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+    )
     if meta_bytes > settings.document_max_metadata_bytes:
         return f"metadata is {meta_bytes} bytes; the limit is {settings.document_max_metadata_bytes} (HFLAMBDA_DOCUMENT_MAX_METADATA_BYTES)"
     filter_bytes = sum(len(t.encode("utf-8")) for t in metadata_tags(metadata))
@@ -497,4 +525,6 @@ def _op(message: UpsertMessage | DeleteMessage, sent_ts: int) -> WriteOp:
             text=message.document.text,
             metadata=dict(message.document.metadata),
         )
-    return DeleteOp(user_id=message.user_id, document_id=message.document_id, version=message.version(sent_ts), ts=ts)
+    return DeleteOp(
+        user_id=message.user_id, document_id=message.document_id, version=message.version(sent_ts), ts=ts
+    )

@@ -43,7 +43,9 @@ __all__ = [
 # when a model states no window at all (and for manifests written before the window was recorded)
 FALLBACK_MAX_TOKENS = 512
 # position ids of these start after the padding index (pad_token_id + 1 = 2): 514 positions hold 512 tokens
-_PADDING_OFFSET_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "ibert", "data2vec-text"})
+_PADDING_OFFSET_TYPES = frozenset(
+    {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "ibert", "data2vec-text"}
+)
 # tokenizers without a limit store a huge sentinel (int(1e30)); anything this large means "none"
 _NO_LIMIT = 1_000_000
 

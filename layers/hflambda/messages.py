@@ -127,7 +127,9 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = Field(default=1, description="Schema version of the message.")
-    user_id: str = Field(min_length=1, max_length=MAX_USER_ID, description="Owner of the document (a JWT sub).")
+    user_id: str = Field(
+        min_length=1, max_length=MAX_USER_ID, description="Owner of the document (a JWT sub)."
+    )
     ts: int | None = Field(
         None,
         ge=0,

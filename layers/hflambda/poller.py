@@ -245,7 +245,10 @@ class Poller:
             if not identifier or identifier not in batch_ids:
                 self.stats.function_errors += 1
                 self.stats.last_error = f"invalid batchItemFailures entry {item!r}"
-                logger.warning("handler reported an unknown itemIdentifier; the whole batch will be redelivered", extra={"item": repr(item)})
+                logger.warning(
+                    "handler reported an unknown itemIdentifier; the whole batch will be redelivered",
+                    extra={"item": repr(item)},
+                )
                 return None
             ids.add(str(identifier))
         return ids
@@ -257,7 +260,9 @@ class Poller:
             response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
             self.stats.deleted += len(response.get("Successful", []))
             for bad in response.get("Failed", []):
-                logger.warning("could not delete a processed message; it will be redelivered", extra={"failure": bad})
+                logger.warning(
+                    "could not delete a processed message; it will be redelivered", extra={"failure": bad}
+                )
 
     # --- loops -------------------------------------------------------------------------
 
@@ -282,7 +287,9 @@ class Poller:
         deadline = time.monotonic() + timeout
         while True:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"queue not drained after {timeout} s: {self.pending()} message(s) left; {self.stats}")
+                raise TimeoutError(
+                    f"queue not drained after {timeout} s: {self.pending()} message(s) left; {self.stats}"
+                )
             if self.poll_once() == 0 and self.pending() == 0:
                 return self.stats
 
@@ -326,15 +333,25 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m hflambda.poller", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m hflambda.poller", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--queue-url", required=True, help="The SQS queue to poll.")
-    parser.add_argument("--handler", default="functions.index.handler.handler", help="Dotted path of the Lambda handler.")
+    parser.add_argument(
+        "--handler", default="functions.index.handler.handler", help="Dotted path of the Lambda handler."
+    )
     parser.add_argument("--batch-size", type=int, default=10, help="Records per invocation (1..10000).")
-    parser.add_argument("--batching-window", type=float, default=0.0, help="Seconds to gather a batch over 10 records.")
+    parser.add_argument(
+        "--batching-window", type=float, default=0.0, help="Seconds to gather a batch over 10 records."
+    )
     parser.add_argument("--wait-seconds", type=int, default=1, help="Long-poll wait per ReceiveMessage.")
     args = parser.parse_args(argv)
     poller = Poller(
-        args.queue_url, args.handler, batch_size=args.batch_size, batching_window=args.batching_window, wait_seconds=args.wait_seconds
+        args.queue_url,
+        args.handler,
+        batch_size=args.batch_size,
+        batching_window=args.batching_window,
+        wait_seconds=args.wait_seconds,
     )
     stop = threading.Event()
 

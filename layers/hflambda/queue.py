@@ -140,7 +140,9 @@ class IndexQueue:
         for index, raw in enumerate(documents):
             try:
                 document = raw if isinstance(raw, Document) else Document.model_validate(raw)
-                message = UpsertMessage(user_id=user_id, ts=ts if ts is not None else _clock(), document=document)
+                message = UpsertMessage(
+                    user_id=user_id, ts=ts if ts is not None else _clock(), document=document
+                )
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
@@ -155,9 +157,13 @@ class IndexQueue:
         messages: list[tuple[str, DeleteMessage]] = []
         for index, document_id in enumerate(document_ids):
             try:
-                message = DeleteMessage(user_id=user_id, ts=ts if ts is not None else _clock(), document_id=document_id)
+                message = DeleteMessage(
+                    user_id=user_id, ts=ts if ts is not None else _clock(), document_id=document_id
+                )
             except ValidationError as exc:
-                raise BadInput(f"document_ids[{index}]: {exc.errors()[0]['msg']}", field=f"document_ids[{index}]") from None
+                raise BadInput(
+                    f"document_ids[{index}]: {exc.errors()[0]['msg']}", field=f"document_ids[{index}]"
+                ) from None
             messages.append((document_id, message))
         return self._publish(messages)
 

@@ -198,16 +198,14 @@ def _check_spec(spec: ModelSpec, *, task_known: bool = True) -> list[str]:
     problems: list[str] = []
     where = f"models.{spec.alias}"
     if not ALIAS_RE.match(spec.alias):
-        problems.append(
-            f"{where}: alias must be lowercase letters, digits, '-' or '_' (max 64 characters)"
-        )
+        problems.append(f"{where}: alias must be lowercase letters, digits, '-' or '_' (max 64 characters)")
     source = spec.source_uri
     if not source.startswith(SOURCE_SCHEMES):
-        problems.append(
-            f"{where}.source: {source!r} must start with one of {', '.join(SOURCE_SCHEMES)}"
-        )
+        problems.append(f"{where}.source: {source!r} must start with one of {', '.join(SOURCE_SCHEMES)}")
     local_files = source.startswith(LOCAL_SCHEMES)
-    if source.startswith("dist://") and (spec.source_sha256 is None or not SHA256_RE.match(spec.source_sha256)):
+    if source.startswith("dist://") and (
+        spec.source_sha256 is None or not SHA256_RE.match(spec.source_sha256)
+    ):
         problems.append(
             f"{where}.source_sha256: dist:// sources need the packaged file's sha256 (64 lowercase hex), so a "
             "changed package is refused"
@@ -217,9 +215,9 @@ def _check_spec(spec: ModelSpec, *, task_known: bool = True) -> list[str]:
     if spec.is_remote:
         for name in ("base_url", "provider_model"):
             if not getattr(spec, name):
-                problems.append(f"{where}.{name}: required for engine = \"remote\"")
+                problems.append(f'{where}.{name}: required for engine = "remote"')
         if spec.task != Task.TEXT_GENERATION:
-            problems.append(f"{where}.engine: \"remote\" is only for text-generation models")
+            problems.append(f'{where}.engine: "remote" is only for text-generation models')
     elif spec.revision is None and not local_files:
         problems.append(
             f"{where}.revision: missing; pin a 40-hex commit sha (only file:// sources may omit it)"
@@ -247,11 +245,13 @@ def _check_generation(spec: ModelSpec) -> list[str]:
         )
     if spec.is_remote:
         if spec.base_url and not spec.base_url.startswith(("https://", "http://")):
-            problems.append(f"{where}.base_url: {spec.base_url!r} must be an http(s) URL (the API root, e.g. https://host/v1)")
+            problems.append(
+                f"{where}.base_url: {spec.base_url!r} must be an http(s) URL (the API root, e.g. https://host/v1)"
+            )
     else:
         for name in ("base_url", "provider_model", "api_key_secret"):
             if getattr(spec, name):
-                problems.append(f"{where}.{name}: only for engine = \"remote\"")
+                problems.append(f'{where}.{name}: only for engine = "remote"')
         for option in spec.builder_options:
             if not re.match(r"^[A-Za-z0-9_]+=\S+$", option):
                 problems.append(f"{where}.builder_options: {option!r} must be key=value (no spaces)")
@@ -278,9 +278,7 @@ def _check_fallbacks(models: dict[str, ModelSpec], unknown_task: frozenset[str] 
     for alias, spec in models.items():
         for target in spec.fallbacks:
             if target not in models:
-                problems.append(
-                    f"models.{alias}.fallbacks: {target!r} is not a model in the registry"
-                )
+                problems.append(f"models.{alias}.fallbacks: {target!r} is not a model in the registry")
             elif target == alias:
                 problems.append(f"models.{alias}.fallbacks: a model cannot fall back to itself")
             elif models[target].task != spec.task and not {alias, target} & unknown_task:
@@ -298,13 +296,11 @@ def _check_fallbacks(models: dict[str, ModelSpec], unknown_task: frozenset[str] 
             if target not in models or target == alias:
                 continue
             if state.get(target) == 1:
-                cycle = [*path[path.index(target):], target]
+                cycle = [*path[path.index(target) :], target]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
-                    problems.append(
-                        f"models.{target}.fallbacks: cycle {' -> '.join(cycle)}"
-                    )
+                    problems.append(f"models.{target}.fallbacks: cycle {' -> '.join(cycle)}")
             elif state.get(target) is None:
                 visit(target, [*path, target])
         state[alias] = 2
@@ -352,13 +348,17 @@ def parse_registry(
     return models, problems
 
 
-def _profile_overrides(profiles: Any, profile: str | None, raw_models: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+def _profile_overrides(
+    profiles: Any, profile: str | None, raw_models: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
     """The ``[profiles.<profile>]`` overrides per alias (problems appended for unknown aliases)."""
     if not profile or not isinstance(profiles, dict):
         return {}
     overrides: dict[str, Any] = profiles.get(profile, {}) or {}
     problems += [
-        f"profiles.{profile}.{alias}: overrides a model not in [models]" for alias in overrides if alias not in raw_models
+        f"profiles.{profile}.{alias}: overrides a model not in [models]"
+        for alias in overrides
+        if alias not in raw_models
     ]
     return overrides
 
@@ -424,7 +424,9 @@ def check_registry(
         return [f"<file>: registry {path} does not exist"]
     models, problems = parse_registry(path.read_text(encoding="utf-8"), path=path, profile=profile)
     if memory_budget_mb is not None:
-        problems += check_memory(models, budget_mb=memory_budget_mb, function_mb=function_memory_mb or memory_budget_mb)
+        problems += check_memory(
+            models, budget_mb=memory_budget_mb, function_mb=function_memory_mb or memory_budget_mb
+        )
     if profile is not None:
         # the base file must be clean on its own too (it is what deploys)
         _, base_problems = parse_registry(path.read_text(encoding="utf-8"), path=path, profile=None)
@@ -439,9 +441,7 @@ def load_registry(path: Path, *, profile: str | None = None) -> Registry:
             f"Registry file {path} does not exist (set HFLAMBDA_REGISTRY).",
             [f"<file>: {path} does not exist"],
         )
-    models, problems = parse_registry(
-        path.read_text(encoding="utf-8"), path=path, profile=profile or None
-    )
+    models, problems = parse_registry(path.read_text(encoding="utf-8"), path=path, profile=profile or None)
     if problems:
         listing = "\n".join(f"  {p}" for p in problems)
         raise RegistryError(f"Registry {path} has {len(problems)} problem(s):\n{listing}", problems)

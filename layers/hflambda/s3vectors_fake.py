@@ -61,7 +61,9 @@ def _check_key(key: str, non_filterable: set[str]) -> None:
     if key.startswith("$"):
         raise QueryError(f"unknown logical operator {key!r}")
     if key in non_filterable:
-        raise QueryError(f"metadata key {key!r} is non-filterable in this index and cannot be used in a filter")
+        raise QueryError(
+            f"metadata key {key!r} is non-filterable in this index and cannot be used in a filter"
+        )
 
 
 def _operator(key: str, op: str, operand: Any, metadata: Mapping[str, Any]) -> bool:
@@ -140,7 +142,11 @@ def query(index: Any, *, top_k: Any, vector: Any, flt: Any, metadata: bool, dist
     non_filterable = set(getattr(index, "non_filterable_keys", []))
     if flt is not None:
         _validate_filter(flt, non_filterable)
-    candidates = [v for v in list(index.vectors.values()) if flt is None or evaluate_filter(flt, v.metadata or {}, non_filterable)]
+    candidates = [
+        v
+        for v in list(index.vectors.values())
+        if flt is None or evaluate_filter(flt, v.metadata or {}, non_filterable)
+    ]
     if not candidates:
         return {"vectors": [], "distanceMetric": index.distance_metric}
     matrix = np.asarray([v.data["float32"] for v in candidates], dtype=np.float32)
@@ -208,10 +214,14 @@ def install() -> None:
                 raise ValidationError(f"vector {vector.get('key')!r} has non-finite values")
             filterable = _metadata_bytes(meta, set(meta) - non_filterable)
             if filterable > FILTERABLE_BYTES:
-                raise ValidationError(f"vector {vector.get('key')!r}: filterable metadata is {filterable} bytes (limit {FILTERABLE_BYTES})")
+                raise ValidationError(
+                    f"vector {vector.get('key')!r}: filterable metadata is {filterable} bytes (limit {FILTERABLE_BYTES})"
+                )
             total = _metadata_bytes(meta)
             if total > METADATA_BYTES:
-                raise ValidationError(f"vector {vector.get('key')!r}: metadata is {total} bytes (limit {METADATA_BYTES})")
+                raise ValidationError(
+                    f"vector {vector.get('key')!r}: metadata is {total} bytes (limit {METADATA_BYTES})"
+                )
         return original_put(self)
 
     def query_vectors(self: Any) -> Any:

@@ -109,7 +109,9 @@ def _token_from_value(name: str, raw: str | bytes) -> str:
                     secret=name,
                 )
     if not text:
-        raise SecretInvalid(f"The HF token secret {name!r} is empty. Put a Hugging Face read token in it.", secret=name)
+        raise SecretInvalid(
+            f"The HF token secret {name!r} is empty. Put a Hugging Face read token in it.", secret=name
+        )
     if text == PLACEHOLDER:
         raise SecretInvalid(
             f"The HF token secret {name!r} still holds the placeholder {PLACEHOLDER!r} it was created with. "
@@ -167,7 +169,9 @@ class HfToken:
                 return False
             if self._value is None:
                 try:
-                    self._value = read_hf_token(self.secret_name, max_age=self.max_age, provider=self.provider)
+                    self._value = read_hf_token(
+                        self.secret_name, max_age=self.max_age, provider=self.provider
+                    )
                 except (SecretMissing, SecretInvalid) as exc:
                     self._error = exc
                     logger.warning(

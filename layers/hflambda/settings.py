@@ -35,9 +35,7 @@ class Settings(BaseSettings):
         Path(".hflambda/models"),
         description="Root of the model store (EFS mount /mnt/models in Lambda).",
     )
-    registry: Path = Field(
-        Path("models.toml"), description="Path to the registry TOML file."
-    )
+    registry: Path = Field(Path("models.toml"), description="Path to the registry TOML file.")
     profile: str = Field(
         "local",
         description="Registry profile whose source overrides apply ('' for none; CDK sets 'aws').",
@@ -49,15 +47,11 @@ class Settings(BaseSettings):
     hf_endpoint: str | None = Field(
         None, description="Hugging Face Hub endpoint (default: HF_ENDPOINT or huggingface.co)."
     )
-    secret_max_age: int = Field(
-        300, description="Seconds a secret read through Powertools stays cached."
-    )
+    secret_max_age: int = Field(300, description="Seconds a secret read through Powertools stays cached.")
     warmup_reserve_seconds: int = Field(
         60, description="Warmup starts no new model when less than this time remains."
     )
-    gc_grace_seconds: int = Field(
-        86400, description="Age after which a non-current revision is deleted."
-    )
+    gc_grace_seconds: int = Field(86400, description="Age after which a non-current revision is deleted.")
     lock_lease_seconds: int = Field(
         900, description="Lease of an alias lock; a lock older than this is stale."
     )
@@ -76,10 +70,11 @@ class Settings(BaseSettings):
             "the index function)."
         ),
     )
-    max_batch: int = Field(256, description="Most inputs of one /v1/models/{alias}/predict request (/v1/embeddings: OpenAI's 2,048, within 6 MB).")
-    max_body_bytes: int = Field(
-        1_048_576, description="Largest request body accepted by the predict API."
+    max_batch: int = Field(
+        256,
+        description="Most inputs of one /v1/models/{alias}/predict request (/v1/embeddings: OpenAI's 2,048, within 6 MB).",
     )
+    max_body_bytes: int = Field(1_048_576, description="Largest request body accepted by the predict API.")
     predict_memory_mb: int = Field(
         3008,
         gt=0,
@@ -95,34 +90,46 @@ class Settings(BaseSettings):
         None, description="The index queue's DLQ URL (default: read from the queue's RedrivePolicy)."
     )
     vector_backend: Literal["local", "aws"] = Field(
-        "local", description="Vector store: local (LanceDB in HFLAMBDA_VECTOR_URI) or aws (S3 Vectors + DynamoDB)."
+        "local",
+        description="Vector store: local (LanceDB in HFLAMBDA_VECTOR_URI) or aws (S3 Vectors + DynamoDB).",
     )
-    vector_uri: str = Field(
-        ".hflambda/vectors", description="LanceDB folder of the local vector backend."
-    )
+    vector_uri: str = Field(".hflambda/vectors", description="LanceDB folder of the local vector backend.")
     vector_bucket: str | None = Field(None, description="S3 Vectors bucket name (aws vector backend).")
     vector_index: str | None = Field(
-        None, description="S3 Vectors index: its ARN, or its name in HFLAMBDA_VECTOR_BUCKET (aws vector backend)."
+        None,
+        description="S3 Vectors index: its ARN, or its name in HFLAMBDA_VECTOR_BUCKET (aws vector backend).",
     )
     vector_table: str | None = Field(
         None, description="DynamoDB table of the document catalogue and failure records (aws vector backend)."
     )
-    document_max_chars: int = Field(100_000, gt=0, description="Longest document text accepted (characters; more: 413).")
-    document_max_tokens: int = Field(
-        25_000, gt=0, description="Most tokens of one document's text (more: 413 at the API, the record fails at indexing)."
+    document_max_chars: int = Field(
+        100_000, gt=0, description="Longest document text accepted (characters; more: 413)."
     )
-    document_max_chunks: int = Field(160, gt=0, description="Most chunks one document may be split into (more: the record fails).")
+    document_max_tokens: int = Field(
+        25_000,
+        gt=0,
+        description="Most tokens of one document's text (more: 413 at the API, the record fails at indexing).",
+    )
+    document_max_chunks: int = Field(
+        160, gt=0, description="Most chunks one document may be split into (more: the record fails)."
+    )
     document_max_metadata_bytes: int = Field(
         4_096, gt=0, description="Largest metadata of one document, as compact UTF-8 JSON (more: 413)."
     )
     document_max_filter_bytes: int = Field(
-        1_536, gt=0, description="Largest filterable part of one document's metadata (its key=value terms; more: 413)."
+        1_536,
+        gt=0,
+        description="Largest filterable part of one document's metadata (its key=value terms; more: 413).",
     )
     index_batch_max_chunks: int = Field(
-        4_000, gt=0, description="Most chunks one index invocation embeds (its memory budget); later records are redelivered."
+        4_000,
+        gt=0,
+        description="Most chunks one index invocation embeds (its memory budget); later records are redelivered.",
     )
     index_time_margin_seconds: float = Field(
-        10.0, ge=0, description="Time an index invocation keeps in reserve before its timeout; records it cannot finish are redelivered."
+        10.0,
+        ge=0,
+        description="Time an index invocation keeps in reserve before its timeout; records it cannot finish are redelivered.",
     )
     chunk_tokens: int = Field(200, description="Tokens per indexed chunk.")
     chunk_overlap: int = Field(40, description="Tokens shared by neighbouring chunks.")
@@ -133,10 +140,12 @@ class Settings(BaseSettings):
         50_000, description="Chunk rows at which maintenance builds the ANN index (below: exact search)."
     )
     vector_keep_versions_minutes: int = Field(
-        60, description="Maintenance removes vector-table versions older than this (readers may still use newer ones)."
+        60,
+        description="Maintenance removes vector-table versions older than this (readers may still use newer ones).",
     )
     vector_optimize_every: int = Field(
-        50, description="A writer compacts the vector tables after this many of its batches (0: only scheduled maintenance)."
+        50,
+        description="A writer compacts the vector tables after this many of its batches (0: only scheduled maintenance).",
     )
     # --- auth ---------------------------------------------------------------------------
     auth_issuer: str | None = Field(

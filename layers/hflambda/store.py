@@ -166,7 +166,9 @@ class ModelStore:
         if not self.root.is_dir():
             raise ModelNotReady(alias, f"the model store {self.root} does not exist; run warmup")
         if name is None:
-            raise ModelNotReady(alias, f"not warmed: {self.root / alias / CURRENT} does not exist; run warmup")
+            raise ModelNotReady(
+                alias, f"not warmed: {self.root / alias / CURRENT} does not exist; run warmup"
+            )
         path = self.root / alias / name
         if not path.is_dir():
             raise StoreCorrupt(alias, f"CURRENT names {name!r} but {path} does not exist")
@@ -196,7 +198,9 @@ class ModelStore:
             return
         for rel, entry in manifest.files.items():
             if sha256_file(path / rel) != entry.sha256:
-                raise StoreCorrupt(alias, f"file hash mismatch: {path / rel} differs from its manifest sha256")
+                raise StoreCorrupt(
+                    alias, f"file hash mismatch: {path / rel} differs from its manifest sha256"
+                )
         self._verified.add(key)
 
     def published(self, alias: str) -> list[str]:
@@ -280,7 +284,9 @@ class ModelStore:
         live = self.current_name(alias_dir.name)
         candidates = [manifest.revision]
         existing = self.read_manifest(alias_dir.name, manifest.revision)
-        if (alias_dir / manifest.revision).exists() and (existing is None or existing.export_key() != manifest.export_key()):
+        if (alias_dir / manifest.revision).exists() and (
+            existing is None or existing.export_key() != manifest.export_key()
+        ):
             candidates = [f"{manifest.revision}.{manifest.export_key()}"]
         for name in candidates:
             target = alias_dir / name

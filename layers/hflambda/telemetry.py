@@ -54,5 +54,7 @@ def record_inference(alias: str, batch: int) -> Iterator[None]:
     """Time one inference call into the InferenceMs and BatchSize metrics."""
     started = time.perf_counter()
     yield
-    metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+    metrics.add_metric(
+        name="InferenceMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+    )
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=batch)

@@ -34,17 +34,38 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TOTAL = 2000
 USERS = [f"user-{i}" for i in range(5)]
-WORDS = ["river", "stone", "lantern", "maple", "orbit", "violet", "harbor", "quartz", "meadow", "ember", "falcon", "cedar", "tundra", "pixel", "saffron", "glacier"]
+WORDS = [
+    "river",
+    "stone",
+    "lantern",
+    "maple",
+    "orbit",
+    "violet",
+    "harbor",
+    "quartz",
+    "meadow",
+    "ember",
+    "falcon",
+    "cedar",
+    "tundra",
+    "pixel",
+    "saffron",
+    "glacier",
+]
 
 
-def stored_chunks(store: VectorStore, keys: list[tuple[str, str]], space: VectorSpace) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def stored_chunks(
+    store: VectorStore, keys: list[tuple[str, str]], space: VectorSpace
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Every stored chunk of ``space`` by document: ``{"text", "version"}`` (either backend)."""
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if isinstance(store, S3VectorsStore):
         for v in store._list_vectors():
             meta = v["metadata"]
             if meta["r"] == space.revision:
-                by_key.setdefault((meta["u"], meta["d"]), []).append({"text": meta["x"], "version": meta["v"]})
+                by_key.setdefault((meta["u"], meta["d"]), []).append(
+                    {"text": meta["x"], "version": meta["v"]}
+                )
         return by_key
     assert isinstance(store, LanceVectorStore)
     for row in store.chunk_rows(keys, space):
@@ -95,7 +116,13 @@ def build_workload(rng: random.Random) -> tuple[list[str], dict[tuple[str, str],
         nonlocal clock
         clock += rng.randint(1, 5)
         text = text_for(user, doc, n)
-        body = {"v": 1, "op": "upsert", "user_id": user, "ts": clock, "document": {"id": doc, "text": text, "metadata": {"rev": n}}}
+        body = {
+            "v": 1,
+            "op": "upsert",
+            "user_id": user,
+            "ts": clock,
+            "document": {"id": doc, "text": text, "metadata": {"rev": n}},
+        }
         return Op(user, doc, clock, json.dumps(body), text)
 
     n_invalid = TOTAL * 2 // 100
@@ -127,7 +154,9 @@ def build_workload(rng: random.Random) -> tuple[list[str], dict[tuple[str, str],
         rng.choice(
             [
                 "{not json",
-                json.dumps({"v": 2, "op": "upsert", "user_id": "u", "document": {"id": "x", "text": "future schema"}}),
+                json.dumps(
+                    {"v": 2, "op": "upsert", "user_id": "u", "document": {"id": "x", "text": "future schema"}}
+                ),
                 json.dumps({"v": 1, "op": "upsert", "user_id": "u", "document": {"id": "x", "text": "   "}}),
                 json.dumps({"v": 1, "op": "rename", "user_id": "u"}),
                 json.dumps({"v": 1, "op": "delete", "user_id": "u"}),
@@ -143,7 +172,13 @@ def build_workload(rng: random.Random) -> tuple[list[str], dict[tuple[str, str],
 
 
 @pytest.fixture(params=["local", "aws"])
-def soak_env(request: pytest.FixtureRequest, serve_env: Warmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: str) -> Iterator[Any]:
+def soak_env(
+    request: pytest.FixtureRequest,
+    serve_env: Warmed,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: str,
+) -> Iterator[Any]:
     """The index handler on the local backend (LanceDB folder) or the AWS one (S3 Vectors +
     DynamoDB on the moto server with the QueryVectors fake)."""
     monkeypatch.setenv("HFLAMBDA_VECTOR_URI", str(tmp_path / "vectors"))
@@ -193,11 +228,18 @@ def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
     store = get_vector_store()
     letters = DeadLetters(sqs, queues.queue_url, store=store).peek()
     assert sorted(letter.body for letter in letters) == sorted(invalid)
-    assert all(letter.reason_source == "recorded" and letter.reason.startswith("invalid message") for letter in letters)
+    assert all(
+        letter.reason_source == "recorded" and letter.reason.startswith("invalid message")
+        for letter in letters
+    )
     assert queue_depth(sqs, queues.queue_url) == 0
 
     report = store.maintain()  # the scheduled step (local: compaction + scalar indexes; aws: garbage vectors)
-    assert "vchunks_384" in report.optimized if isinstance(store, LanceVectorStore) else report.rows["documents"] == len(newest)
+    assert (
+        "vchunks_384" in report.optimized
+        if isinstance(store, LanceVectorStore)
+        else report.rows["documents"] == len(newest)
+    )
     embedder = soak_env.indexer.embedder()
     space = VectorSpace.of(embedder)
     live = {key: op for key, op in newest.items() if op.text is not None}
@@ -221,4 +263,6 @@ def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
         op_text = f"{user} {doc}"
         hits = store.search(user, embedder.embed([op_text])[0], space=space, top_k=10)
         assert doc not in {h.document_id for h in hits}
-    print(f"\nsoak ({type(store).__name__}): drained {TOTAL} messages in {drained:.1f} s; total {time.monotonic() - started:.1f} s; {stats}; crashes {handler.crashes}")
+    print(
+        f"\nsoak ({type(store).__name__}): drained {TOTAL} messages in {drained:.1f} s; total {time.monotonic() - started:.1f} s; {stats}; crashes {handler.crashes}"
+    )

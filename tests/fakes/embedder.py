@@ -41,7 +41,15 @@ class FakeModel:
 class FakeEmbedder:
     """``Embedder`` protocol: ``embed(texts, truncate=...)`` -> L2-normalised float32 rows."""
 
-    def __init__(self, *, alias: str = "embed", revision: str = "rev-1", dimensions: int = 64, max_tokens: int = 256, fail_on: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alias: str = "embed",
+        revision: str = "rev-1",
+        dimensions: int = 64,
+        max_tokens: int = 256,
+        fail_on: str | None = None,
+    ) -> None:
         self.alias = alias
         self.model = FakeModel(alias, Path("/fake-store") / alias / revision)
         self.dimensions = dimensions

@@ -61,7 +61,9 @@ def describe_file(name: str, path: Path) -> RepoFile:
     data = path.read_bytes()
     blob = hashlib.sha1(f"blob {len(data)}\0".encode() + data, usedforsecurity=False).hexdigest()
     lfs = name.endswith(LFS_SUFFIXES) or len(data) >= LFS_MIN_SIZE
-    return RepoFile(name=name, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest(), blob_id=blob, lfs=lfs)
+    return RepoFile(
+        name=name, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest(), blob_id=blob, lfs=lfs
+    )
 
 
 @dataclass
@@ -124,7 +126,15 @@ class FakeHub:
 
     # --- content -------------------------------------------------------------------------
 
-    def add_commit(self, repo_id: str, folder: Path, *, sha: str | None = None, private: bool = False, gated: bool = False) -> str:
+    def add_commit(
+        self,
+        repo_id: str,
+        folder: Path,
+        *,
+        sha: str | None = None,
+        private: bool = False,
+        gated: bool = False,
+    ) -> str:
         """Publish every file under ``folder`` as a commit of ``repo_id`` (made main); its sha."""
         files = {
             p.relative_to(folder).as_posix(): describe_file(p.relative_to(folder).as_posix(), p)
@@ -165,7 +175,16 @@ class FakeHub:
         skip: int = 0,
     ) -> Fault:
         """Queue a fault for ``times`` matching requests, after letting ``skip`` of them through."""
-        fault = Fault(kind=kind, route=route, file=file, times=times, status=status, headers=dict(headers or {}), delay=delay, skip=skip)
+        fault = Fault(
+            kind=kind,
+            route=route,
+            file=file,
+            times=times,
+            status=status,
+            headers=dict(headers or {}),
+            delay=delay,
+            skip=skip,
+        )
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -187,7 +206,9 @@ class FakeHub:
         if ratelimit_t is not None:
             headers["RateLimit"] = f'"api";r=0;t={ratelimit_t}'
             headers["RateLimit-Policy"] = '"fixed window";"api";q=500;w=300'
-        return self.inject("status", route=route, file=file, times=times, status=429, headers=headers, skip=skip)
+        return self.inject(
+            "status", route=route, file=file, times=times, status=429, headers=headers, skip=skip
+        )
 
     def reset(self) -> None:
         """Forget faults and the request log."""
@@ -201,7 +222,9 @@ class FakeHub:
             return sum(
                 1
                 for s in self.seen
-                if (route is None or s.route == route) and (file is None or s.file == file) and (repo is None or s.repo == repo)
+                if (route is None or s.route == route)
+                and (file is None or s.file == file)
+                and (repo is None or s.repo == repo)
             )
 
     def _take_fault(self, route: str, file: str | None) -> Fault | None:
@@ -322,7 +345,11 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.delay)
                 fault = None
             if fault is not None and fault.kind == "status":
-                raise _Reply(fault.status, {"Content-Type": "application/json", **fault.headers}, json.dumps({"error": f"injected {fault.status}"}).encode())
+                raise _Reply(
+                    fault.status,
+                    {"Content-Type": "application/json", **fault.headers},
+                    json.dumps({"error": f"injected {fault.status}"}).encode(),
+                )
             reply, body_fault = self._serve(route, repo_id, rev, file, query, token), fault
             status = reply.status
             self._send(reply, head=method == "HEAD", fault=body_fault)
@@ -333,7 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
             authorized = token is not None and token in self.fake.valid_tokens
             self.fake._record(Seen(method, route, repo_id, file, status, authorized))
 
-    def _check_access(self, repo: FakeRepo | None, repo_id: str | None, token: str | None, route: str) -> FakeRepo:
+    def _check_access(
+        self, repo: FakeRepo | None, repo_id: str | None, token: str | None, route: str
+    ) -> FakeRepo:
         if token is not None and token not in self.fake.valid_tokens:
             raise _error(401, None, INVALID_CREDENTIALS)
         if repo is None:
@@ -349,7 +378,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise _error(401 if token is None else 403, "GatedRepo", message)
         return repo
 
-    def _serve(self, route: str, repo_id: str | None, rev: str | None, file: str | None, query: dict[str, list[str]], token: str | None) -> _Reply:
+    def _serve(
+        self,
+        route: str,
+        repo_id: str | None,
+        rev: str | None,
+        file: str | None,
+        query: dict[str, list[str]],
+        token: str | None,
+    ) -> _Reply:
         if route == "other":
             raise _error(404, None, "Not found")
         repo = self.fake.repos.get(repo_id or "")
@@ -366,9 +403,21 @@ class _Handler(BaseHTTPRequestHandler):
         common = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if entry.lfs and not self.path.startswith("/cdn/"):
             location = f"http://{self.headers.get('Host')}/cdn/{repo.repo_id}/{sha}/{entry.sha256}"
-            return _Reply(302, {**common, "Location": location, "ETag": f'"{entry.blob_id}"', "X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size), "Content-Length": "0"})
+            return _Reply(
+                302,
+                {
+                    **common,
+                    "Location": location,
+                    "ETag": f'"{entry.blob_id}"',
+                    "X-Linked-Etag": f'"{entry.sha256}"',
+                    "X-Linked-Size": str(entry.size),
+                    "Content-Length": "0",
+                },
+            )
         etag = entry.sha256 if entry.lfs else entry.blob_id
-        return _Reply(200, {**common, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}, entry.read())
+        return _Reply(
+            200, {**common, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}, entry.read()
+        )
 
     def _info(self, repo: FakeRepo, sha: str, files: dict[str, RepoFile], *, blobs: bool) -> _Reply:
         siblings: list[dict[str, Any]] = []
@@ -409,7 +458,9 @@ class _Handler(BaseHTTPRequestHandler):
                 start = int(first or 0)
                 end = int(last) if last else len(body) - 1
                 if start >= len(body):
-                    raise_status = _error(416, None, "Range Not Satisfiable", **{"Content-Range": f"bytes */{len(body)}"})
+                    raise_status = _error(
+                        416, None, "Range Not Satisfiable", **{"Content-Range": f"bytes */{len(body)}"}
+                    )
                     self._write(raise_status.status, raise_status.headers, raise_status.body, head=False)
                     return
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
@@ -431,7 +482,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._write(status, headers, body, head=head)
 
-    def _write(self, status: int, headers: dict[str, str], body: bytes, *, head: bool, cut_at: int | None = None) -> None:
+    def _write(
+        self, status: int, headers: dict[str, str], body: bytes, *, head: bool, cut_at: int | None = None
+    ) -> None:
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -449,4 +502,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
-

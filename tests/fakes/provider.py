@@ -44,7 +44,13 @@ class Behaviour:
     tool_calls: tuple[tuple[str, str], ...] = ()  # (function name, arguments JSON)
 
     @classmethod
-    def answer(cls, content: str = "Hello from the fake provider.", *, listed: bool = True, finish_reason: str = "stop") -> Behaviour:
+    def answer(
+        cls,
+        content: str = "Hello from the fake provider.",
+        *,
+        listed: bool = True,
+        finish_reason: str = "stop",
+    ) -> Behaviour:
         """200 with a chat completion whose message content is ``content``."""
         return cls("answer", content=content, listed=listed, finish_reason=finish_reason)
 
@@ -54,9 +60,17 @@ class Behaviour:
         return cls("answer", content="", finish_reason="tool_calls", tool_calls=calls)
 
     @classmethod
-    def fail(cls, status: int, message: str = "", *, retry_after: int | None = None, listed: bool = True) -> Behaviour:
+    def fail(
+        cls, status: int, message: str = "", *, retry_after: int | None = None, listed: bool = True
+    ) -> Behaviour:
         """An OpenAI-shaped error with ``status`` (404, 429, 500, 503, 400 ...)."""
-        return cls("fail", status=status, message=message or f"fake provider error {status}", retry_after=retry_after, listed=listed)
+        return cls(
+            "fail",
+            status=status,
+            message=message or f"fake provider error {status}",
+            retry_after=retry_after,
+            listed=listed,
+        )
 
     @classmethod
     def context_too_long(cls) -> Behaviour:
@@ -123,8 +137,10 @@ class FakeProvider:
         """Recorded chat completion requests (for one model id, if given)."""
         with self._lock:
             return [
-                r for r in self.requests
-                if r.path.endswith("/chat/completions") and (model_id is None or (r.body or {}).get("model") == model_id)
+                r
+                for r in self.requests
+                if r.path.endswith("/chat/completions")
+                and (model_id is None or (r.body or {}).get("model") == model_id)
             ]
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -166,7 +182,10 @@ class FakeProvider:
     def _message(behaviour: Behaviour) -> dict[str, Any]:
         if not behaviour.tool_calls:
             return {"role": "assistant", "content": behaviour.content}
-        calls = [{"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}} for i, (n, a) in enumerate(behaviour.tool_calls)]
+        calls = [
+            {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+            for i, (n, a) in enumerate(behaviour.tool_calls)
+        ]
         return {"role": "assistant", "content": None, "tool_calls": calls}
 
     def _completion(self, model: str, behaviour: Behaviour, body: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +196,14 @@ class FakeProvider:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": self._message(behaviour), "finish_reason": behaviour.finish_reason}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {"index": 0, "message": self._message(behaviour), "finish_reason": behaviour.finish_reason}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 
@@ -188,7 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     provider: ClassVar[FakeProvider]
 
-    def _send(self, status: int, payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, payload: Any, *, raw: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         data = raw if raw is not None else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json" if raw is None else "text/plain")
@@ -212,7 +239,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: dict[str, Any] | None) -> None:
         with self.provider._lock:
-            self.provider.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.provider.requests.append(
+                Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
 
     def do_GET(self) -> None:
         self._record(None)
@@ -221,7 +250,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") == "/v1/models" and self.provider.list_models:
             with self.provider._lock:
                 listed = [m for m, b in self.provider.behaviours.items() if b.listed]
-            self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in listed]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in listed],
+                },
+            )
             return
         self._error(404, f"no route {self.path}", "not_found")
 
@@ -251,8 +286,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, model: str, behaviour: Behaviour, body: dict[str, Any]) -> None:
         """What ``behaviour`` says the model does with this chat completion request."""
         if behaviour.kind == "fail":
-            headers = {"retry-after": str(behaviour.retry_after)} if behaviour.retry_after is not None else None
-            code = {404: "model_not_found", 429: "rate_limit_exceeded", 400: "context_length_exceeded"}.get(behaviour.status, "server_error")
+            headers = (
+                {"retry-after": str(behaviour.retry_after)} if behaviour.retry_after is not None else None
+            )
+            code = {404: "model_not_found", 429: "rate_limit_exceeded", 400: "context_length_exceeded"}.get(
+                behaviour.status, "server_error"
+            )
             self._error(behaviour.status, behaviour.message, code, headers)
             return
         if behaviour.kind == "hang":
@@ -262,7 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         completion = self.provider._completion(model, behaviour, body)
         if body.get("stream"):
-            self._send_stream(completion, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+            self._send_stream(
+                completion, include_usage=bool((body.get("stream_options") or {}).get("include_usage"))
+            )
             return
         self._send(200, completion)
 
@@ -274,7 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words) if w or i == 0]
         events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+        events.append(
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}
+        )
         if include_usage:
             events.append({**base, "choices": [], "usage": completion["usage"]})
         data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"

@@ -11,4 +11,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with open(os.environ["SQS_HANDLER_OUT"], "a", encoding="utf-8") as out:
         for record in event["Records"]:
             out.write(record["body"] + "\n")
-    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "fail"]}
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "fail"
+        ]
+    }

@@ -54,7 +54,9 @@ def to_op(message: dict[str, Any]) -> WriteOp:
         ts=ts,
         text=text,
         metadata={"ts": ts},
-        chunks=tuple(Chunk(i, f"{text} #{i}", 0, len(text), vector(doc, ts, i)) for i in range(chunks_of(ts))),
+        chunks=tuple(
+            Chunk(i, f"{text} #{i}", 0, len(text), vector(doc, ts, i)) for i in range(chunks_of(ts))
+        ),
     )
 
 

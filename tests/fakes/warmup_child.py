@@ -123,7 +123,9 @@ def main() -> None:
             time.sleep(0.01)
     # "-": no hf_endpoint setting, so huggingface_hub's own HF_ENDPOINT variable must lead to the Hub
     endpoint = None if args.hub_url == "-" else args.hub_url
-    settings = Settings(model_store=args.store, registry=args.registry, profile="", hf_endpoint=endpoint, hf_token_secret=None)
+    settings = Settings(
+        model_store=args.store, registry=args.registry, profile="", hf_endpoint=endpoint, hf_token_secret=None
+    )
     result = run_warmup(
         load_registry(args.registry),
         ModelStore(args.store),

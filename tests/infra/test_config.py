@@ -20,7 +20,7 @@ from cdk.config import (
     markdown_table,
 )
 
-HEADER = "invalid CDK context (set with -c key=value or in cdk.json's \"context\"):"
+HEADER = 'invalid CDK context (set with -c key=value or in cdk.json\'s "context"):'
 
 
 def _error(context: dict[str, object]) -> str:
@@ -38,15 +38,30 @@ def _error(context: dict[str, object]) -> str:
         ({"architecture": "arm"}, "architecture must be one of 'x86_64', 'arm64', got 'arm'"),
         ({"vector_dimensions": 0}, "vector_dimensions must be 1..4096 (S3 Vectors), got 0"),
         ({"vector_dimensions": "5000"}, "vector_dimensions must be 1..4096 (S3 Vectors), got '5000'"),
-        ({"auth_issuer": "http://clerk.example.com"}, "auth_issuer must be an https URL, got 'http://clerk.example.com'"),
+        (
+            {"auth_issuer": "http://clerk.example.com"},
+            "auth_issuer must be an https URL, got 'http://clerk.example.com'",
+        ),
         ({"auth_audience": ""}, "auth_audience must be at least one value (API Gateway requires it), got ()"),
         ({"auth_audience": 5}, "auth_audience: expected a list or comma-separated string, got 5"),
-        ({"predict_timeout_s": "30"}, "predict_timeout_s must be 1..29 (HTTP API integrations stop at 30 s), got '30'"),
+        (
+            {"predict_timeout_s": "30"},
+            "predict_timeout_s must be 1..29 (HTTP API integrations stop at 30 s), got '30'",
+        ),
         ({"index_timeout_s": 901}, "index_timeout_s must be 1..900 (Lambda's limit), got 901"),
-        ({"index_max_concurrency": 1}, "index_max_concurrency must be 2..1000 (SQS event source limit), got 1"),
-        ({"index_batch_size": 10_001}, "index_batch_size must be 1..10000 (SQS event source limit), got 10001"),
+        (
+            {"index_max_concurrency": 1},
+            "index_max_concurrency must be 2..1000 (SQS event source limit), got 1",
+        ),
+        (
+            {"index_batch_size": 10_001},
+            "index_batch_size must be 1..10000 (SQS event source limit), got 10001",
+        ),
         ({"index_batch_size": "many"}, "index_batch_size must be an integer (1..10000), got 'many'"),
-        ({"index_batching_window_s": 301}, "index_batching_window_s must be 0..300 (SQS event source limit), got 301"),
+        (
+            {"index_batching_window_s": 301},
+            "index_batching_window_s must be 0..300 (SQS event source limit), got 301",
+        ),
         ({"predict_memory_mb": 64}, "predict_memory_mb must be 128..10240 (Lambda's limits), got 64"),
         ({"index_memory_mb": 10241}, "index_memory_mb must be 128..10240 (Lambda's limits), got 10241"),
         ({"warmup_memory_mb": 127}, "warmup_memory_mb must be 128..10240 (Lambda's limits), got 127"),
@@ -64,12 +79,20 @@ def _error(context: dict[str, object]) -> str:
             "index_batch_size > 10 needs index_batching_window_s >= 1 "
             "(got index_batch_size=20, index_batching_window_s=0; SQS event source rule)",
         ),
-        ({"registry": "../elsewhere.toml"}, "registry must be a file inside the repo (the image build context): ../elsewhere.toml"),
+        (
+            {"registry": "../elsewhere.toml"},
+            "registry must be a file inside the repo (the image build context): ../elsewhere.toml",
+        ),
         ({"nat": "none"}, "nat: not a setting (docs/deploy.md#settings-cdk-context lists them)"),
-        ({"registry": "missing.toml"}, f"registry file not found: {Path(__file__).resolve().parents[2] / 'missing.toml'}"),
+        (
+            {"registry": "missing.toml"},
+            f"registry file not found: {Path(__file__).resolve().parents[2] / 'missing.toml'}",
+        ),
     ],
 )
-def test_a_bad_value_is_named_with_what_it_must_be_and_what_it_got(context: dict[str, object], line: str) -> None:
+def test_a_bad_value_is_named_with_what_it_must_be_and_what_it_got(
+    context: dict[str, object], line: str
+) -> None:
     assert _error(context).splitlines()[1:] == [f"  {line}"]
 
 
@@ -109,7 +132,10 @@ def test_defaults_are_valid_and_the_config_is_frozen() -> None:
 def test_the_cdk_app_raises_the_same_message_naming_the_context_key() -> None:
     from cdk.app import build_app
 
-    with pytest.raises(ValueError, match=r"predict_timeout_s must be 1\.\.29 \(HTTP API integrations stop at 30 s\), got '45'"):
+    with pytest.raises(
+        ValueError,
+        match=r"predict_timeout_s must be 1\.\.29 \(HTTP API integrations stop at 30 s\), got '45'",
+    ):
         build_app({"predict_timeout_s": "45"}, with_nag=False)
 
 

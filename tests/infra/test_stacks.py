@@ -373,12 +373,17 @@ def test_no_retained_resource_has_a_fixed_name(variant: str, request: pytest.Fix
 # --- vectors: S3 Vectors index + DynamoDB catalogue -----------------------------------------
 
 
-def test_vector_index_and_catalogue_are_retained_encrypted_and_as_the_code_expects(synthesized: Synthesized) -> None:
+def test_vector_index_and_catalogue_are_retained_encrypted_and_as_the_code_expects(
+    synthesized: Synthesized,
+) -> None:
     from hflambda.vectors.aws import NON_FILTERABLE_KEYS
 
     storage = synthesized.stack("Storage")
     (bucket,) = resources(storage, "AWS::S3Vectors::VectorBucket").values()
-    assert bucket["DeletionPolicy"] == "Retain" and bucket["Properties"]["EncryptionConfiguration"]["SseType"] == "AES256"
+    assert (
+        bucket["DeletionPolicy"] == "Retain"
+        and bucket["Properties"]["EncryptionConfiguration"]["SseType"] == "AES256"
+    )
     (index,) = resources(storage, "AWS::S3Vectors::Index").values()
     props = index["Properties"]
     assert index["DeletionPolicy"] == "Retain"
@@ -398,15 +403,34 @@ def test_vector_grants_are_least_privilege_per_function(synthesized: Synthesized
     index = actions(role_statements(synthesized, "index"))
     warmup = actions(role_statements(synthesized, "warmup"))
     assert {"s3vectors:QueryVectors", "s3vectors:GetVectors", "dynamodb:BatchGetItem"} <= predict
-    assert not {a for a in predict if a in ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "dynamodb:UpdateItem", "dynamodb:Scan")}
-    assert {"s3vectors:PutVectors", "s3vectors:DeleteVectors", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"} <= index
+    assert not {
+        a
+        for a in predict
+        if a in ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "dynamodb:UpdateItem", "dynamodb:Scan")
+    }
+    assert {
+        "s3vectors:PutVectors",
+        "s3vectors:DeleteVectors",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+    } <= index
     assert "s3vectors:QueryVectors" not in index and "dynamodb:Scan" not in index
-    assert {"s3vectors:DeleteVectors", "dynamodb:Scan", "dynamodb:UpdateItem"} <= warmup and "s3vectors:PutVectors" not in warmup
-    assert not any(a.startswith("s3:") and a != "s3:GetObject" for a in predict | index)  # no LanceDB bucket grants
+    assert {
+        "s3vectors:DeleteVectors",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+    } <= warmup and "s3vectors:PutVectors" not in warmup
+    assert not any(
+        a.startswith("s3:") and a != "s3:GetObject" for a in predict | index
+    )  # no LanceDB bucket grants
     for name in ("predict", "index", "warmup"):
         _, fn = function(synthesized, name)
         env = fn["Environment"]["Variables"]
-        assert env["HFLAMBDA_VECTOR_BACKEND"] == "aws" and "HFLAMBDA_VECTOR_INDEX" in env and "HFLAMBDA_VECTOR_TABLE" in env
+        assert (
+            env["HFLAMBDA_VECTOR_BACKEND"] == "aws"
+            and "HFLAMBDA_VECTOR_INDEX" in env
+            and "HFLAMBDA_VECTOR_TABLE" in env
+        )
         assert "HFLAMBDA_VECTOR_URI" not in env
 
 

@@ -22,7 +22,11 @@ EXAMPLES_PER_OPERATION = 25
 
 
 def test_no_server_errors_and_schema_conformance(
-    serve_env: Warmed, auth_env: DevIssuer, index_queues: Queues, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve_env: Warmed,
+    auth_env: DevIssuer,
+    index_queues: Queues,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HFLAMBDA_VECTOR_URI", str(tmp_path / "vectors"))
     monkeypatch.setenv("HFLAMBDA_INDEX_QUEUE_URL", index_queues.queue_url)
@@ -36,7 +40,13 @@ def test_no_server_errors_and_schema_conformance(
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
         def check(case: schemathesis.Case) -> None:
             # ignored_auth would flag our deliberately unauthenticated /health; schema-valid
             # requests may still be a documented 400/413 (token limits, model of another task)

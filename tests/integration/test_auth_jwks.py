@@ -125,7 +125,9 @@ def test_lambda_event_with_claims_gives_identity(auth_env: DevIssuer) -> None:
     claims = {"sub": "user_1", "iss": "https://clerk.example", "azp": APP_ORIGIN}
     assert identify(apigw_event("GET", "/v1/models", claims=claims), None).sub == "user_1"
     with pytest.raises(AuthError, match="azp not allowed"):
-        identify(apigw_event("GET", "/v1/models", claims={**claims, "azp": "https://elsewhere.example"}), None)
+        identify(
+            apigw_event("GET", "/v1/models", claims={**claims, "azp": "https://elsewhere.example"}), None
+        )
 
 
 def test_settings_swap_picks_up_a_new_issuer(

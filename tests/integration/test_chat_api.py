@@ -32,7 +32,9 @@ SCHEMA: dict[str, Any] = {
 HELLO = [{"role": "user", "content": "Say hello."}]
 
 
-def remote(alias: str, provider_model: str, *, fallbacks: list[str] | None = None, timeout: float = 5.0) -> str:
+def remote(
+    alias: str, provider_model: str, *, fallbacks: list[str] | None = None, timeout: float = 5.0
+) -> str:
     """A remote registry entry on the fake provider."""
     return f"""
 [models.{alias}]
@@ -46,10 +48,18 @@ fallbacks = {json.dumps(fallbacks or [])}
 """
 
 
-def local(alias: str = "chat", *, fallbacks: list[str] | None = None, context_tokens: int = 1024, max_output_tokens: int = 128) -> str:
+def local(
+    alias: str = "chat",
+    *,
+    fallbacks: list[str] | None = None,
+    context_tokens: int = 1024,
+    max_output_tokens: int = 128,
+) -> str:
     """The warmed tiny Qwen2 under ``alias`` (only ``chat`` is in the store)."""
     text = LOCAL_CHAT_TOML.replace("[models.chat]", f"[models.{alias}]")
-    text = text.replace("context_tokens = 1024", f"context_tokens = {context_tokens}").replace("max_output_tokens = 128", f"max_output_tokens = {max_output_tokens}")
+    text = text.replace("context_tokens = 1024", f"context_tokens = {context_tokens}").replace(
+        "max_output_tokens = 128", f"max_output_tokens = {max_output_tokens}"
+    )
     return text + f"fallbacks = {json.dumps(fallbacks or [])}\n"
 
 
@@ -76,7 +86,9 @@ def chat(client: TestClient, model: str, **extra: Any) -> Any:
 
 
 def attempts_of(body: dict[str, Any]) -> list[tuple[str, bool, str | None]]:
-    return [(a["model"], a["ok"], (a["reason"] or "").split(":")[0] or None) for a in body["hflambda"]["attempts"]]
+    return [
+        (a["model"], a["ok"], (a["reason"] or "").split(":")[0] or None) for a in body["hflambda"]["attempts"]
+    ]
 
 
 # --- the OpenAI shape ------------------------------------------------------------------------
@@ -112,12 +124,24 @@ def test_prompt_tokens_follow_the_conversation(make_client: Callable[..., TestCl
     short = chat(client, "chat", temperature=0, max_tokens=1).json()["usage"]["prompt_tokens"]
     longer = client.post(
         "/v1/chat/completions",
-        json={"model": "chat", "temperature": 0, "max_tokens": 1, "messages": [{"role": "system", "content": "Be brief."}, *HELLO, {"role": "assistant", "content": "Hello."}, *HELLO]},
+        json={
+            "model": "chat",
+            "temperature": 0,
+            "max_tokens": 1,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                *HELLO,
+                {"role": "assistant", "content": "Hello."},
+                *HELLO,
+            ],
+        },
     ).json()["usage"]["prompt_tokens"]
     assert longer > short
 
 
-def test_remote_completion_passes_the_request_through(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_remote_completion_passes_the_request_through(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/chat-1", Behaviour.answer("Hello there."))
     client = make_client(remote("chat-remote", "acme/chat-1"))
     response = chat(client, "chat-remote", temperature=0.2, top_p=0.9, max_tokens=7, stop=["\n\n"], seed=3)
@@ -125,16 +149,26 @@ def test_remote_completion_passes_the_request_through(make_client: Callable[...,
     body = response.json()
     assert body["model"] == "chat-remote"
     assert body["choices"][0]["message"]["content"] == "Hello there."
-    assert body["usage"]["completion_tokens"] == 2 and body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 2
+    assert (
+        body["usage"]["completion_tokens"] == 2
+        and body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 2
+    )
     (sent,) = provider.chat_requests("acme/chat-1")
     assert sent.body is not None
     assert sent.body["messages"] == HELLO
     assert {k: sent.body[k] for k in ("temperature", "top_p", "max_tokens", "stop", "seed", "stream")} == {
-        "temperature": 0.2, "top_p": 0.9, "max_tokens": 7, "stop": ["\n\n"], "seed": 3, "stream": False,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_tokens": 7,
+        "stop": ["\n\n"],
+        "seed": 3,
+        "stream": False,
     }
 
 
-def test_remote_json_schema_is_asked_for_and_validated(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_remote_json_schema_is_asked_for_and_validated(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/json", Behaviour.answer('{"ok": true, "label": "yes"}'))
     client = make_client(remote("chat-remote", "acme/json"))
     fmt = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
@@ -157,14 +191,33 @@ def test_remote_json_schema_is_asked_for_and_validated(make_client: Callable[...
         ({"reasoning_effort": "high"}, "reasoning_effort"),
         ({"best_of": 3}, "best_of"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "tool_choice",
+        ),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages[0].content[0].type",
+        ),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}}, "response_format.json_schema.schema"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "nonsense"}},
+                }
+            },
+            "response_format.json_schema.schema",
+        ),
     ],
 )
-def test_unsupported_requests_are_clear_400s(make_client: Callable[..., TestClient], extra: dict[str, Any], param: str) -> None:
+def test_unsupported_requests_are_clear_400s(
+    make_client: Callable[..., TestClient], extra: dict[str, Any], param: str
+) -> None:
     client = make_client(local())
     response = client.post("/v1/chat/completions", json={"model": "chat", "messages": HELLO, **extra})
     assert response.status_code == 400, response.text
@@ -181,7 +234,9 @@ def test_unknown_model_is_404_listing_generation_models(make_client: Callable[..
 
 def test_chat_needs_a_token(make_client: Callable[..., TestClient]) -> None:
     client = make_client(local())
-    response = client.post("/v1/chat/completions", json={"model": "chat", "messages": HELLO}, headers={"authorization": ""})
+    response = client.post(
+        "/v1/chat/completions", json={"model": "chat", "messages": HELLO}, headers={"authorization": ""}
+    )
     assert response.status_code == 401
 
 
@@ -200,10 +255,14 @@ def test_chat_needs_a_token(make_client: Callable[..., TestClient]) -> None:
     ],
     ids=["404", "429", "500", "503", "unreadable-body", "context-400"],
 )
-def test_provider_failures_fall_back(make_client: Callable[..., TestClient], provider: FakeProvider, behaviour: Behaviour, trigger: str) -> None:
+def test_provider_failures_fall_back(
+    make_client: Callable[..., TestClient], provider: FakeProvider, behaviour: Behaviour, trigger: str
+) -> None:
     provider.script("acme/first", behaviour)
     provider.script("acme/second", Behaviour.answer("second answers"))
-    client = make_client(remote("first", "acme/first", fallbacks=["second"]) + remote("second", "acme/second"))
+    client = make_client(
+        remote("first", "acme/first", fallbacks=["second"]) + remote("second", "acme/second")
+    )
     response = chat(client, "first")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -216,7 +275,9 @@ def test_provider_failures_fall_back(make_client: Callable[..., TestClient], pro
 def test_provider_timeout_falls_back(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
     provider.script("acme/slow", Behaviour.hang(20))
     provider.script("acme/fast", Behaviour.answer("fast"))
-    client = make_client(remote("slow", "acme/slow", fallbacks=["fast"], timeout=1.0) + remote("fast", "acme/fast"))
+    client = make_client(
+        remote("slow", "acme/slow", fallbacks=["fast"], timeout=1.0) + remote("fast", "acme/fast")
+    )
     response = chat(client, "slow")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -229,14 +290,21 @@ def test_provider_timeout_falls_back(make_client: Callable[..., TestClient], pro
     [
         ("Sure! Here is your JSON: {ok: yes}", {"type": "json_object"}),
         ('["not", "an", "object"]', {"type": "json_object"}),
-        ('{"ok": "maybe", "label": "yes"}', {"type": "json_schema", "json_schema": {"name": "v", "schema": SCHEMA}}),
+        (
+            '{"ok": "maybe", "label": "yes"}',
+            {"type": "json_schema", "json_schema": {"name": "v", "schema": SCHEMA}},
+        ),
     ],
     ids=["not-json", "json-not-object", "schema-mismatch"],
 )
-def test_invalid_json_answers_fall_back(make_client: Callable[..., TestClient], provider: FakeProvider, content: str, fmt: dict[str, Any]) -> None:
+def test_invalid_json_answers_fall_back(
+    make_client: Callable[..., TestClient], provider: FakeProvider, content: str, fmt: dict[str, Any]
+) -> None:
     provider.script("acme/sloppy", Behaviour.answer(content))
     provider.script("acme/careful", Behaviour.answer('{"ok": false, "label": "no"}'))
-    client = make_client(remote("sloppy", "acme/sloppy", fallbacks=["careful"]) + remote("careful", "acme/careful"))
+    client = make_client(
+        remote("sloppy", "acme/sloppy", fallbacks=["careful"]) + remote("careful", "acme/careful")
+    )
     response = chat(client, "sloppy", response_format=fmt)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -245,7 +313,9 @@ def test_invalid_json_answers_fall_back(make_client: Callable[..., TestClient], 
     assert json.loads(body["choices"][0]["message"]["content"]) == {"ok": False, "label": "no"}
 
 
-def test_local_model_not_warmed_falls_back(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_local_model_not_warmed_falls_back(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/backup", Behaviour.answer("backup"))
     client = make_client(local("chat-cold", fallbacks=["backup"]) + remote("backup", "acme/backup"))
     response = chat(client, "chat-cold")
@@ -255,9 +325,13 @@ def test_local_model_not_warmed_falls_back(make_client: Callable[..., TestClient
     assert "not warmed" in body["hflambda"]["attempts"][0]["reason"]
 
 
-def test_local_context_too_long_falls_back(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_local_context_too_long_falls_back(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/long-context", Behaviour.answer("plenty of room"))
-    client = make_client(local(context_tokens=64, max_output_tokens=16, fallbacks=["big"]) + remote("big", "acme/long-context"))
+    client = make_client(
+        local(context_tokens=64, max_output_tokens=16, fallbacks=["big"]) + remote("big", "acme/long-context")
+    )
     long_prompt = [{"role": "user", "content": "word " * 200}]
     response = client.post("/v1/chat/completions", json={"model": "chat", "messages": long_prompt})
     assert response.status_code == 200, response.text
@@ -266,7 +340,9 @@ def test_local_context_too_long_falls_back(make_client: Callable[..., TestClient
     assert "context is 64 tokens" in body["hflambda"]["attempts"][0]["reason"]
 
 
-def test_remote_failure_falls_back_to_the_local_model(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_remote_failure_falls_back_to_the_local_model(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     client = make_client(remote("primary", "acme/unknown", fallbacks=["chat"]) + local())
     response = chat(client, "primary", temperature=0, max_tokens=3)
     assert response.status_code == 200, response.text
@@ -279,7 +355,9 @@ def test_remote_failure_falls_back_to_the_local_model(make_client: Callable[...,
 # --- exhausted chains ------------------------------------------------------------------------
 
 
-def test_exhausted_chain_lists_every_attempt(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_exhausted_chain_lists_every_attempt(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/a", Behaviour.fail(500, "boom"))
     provider.script("acme/b", Behaviour.answer("no json here"))
     toml = remote("a", "acme/a", fallbacks=["b", "cold"]) + remote("b", "acme/b") + local("cold")
@@ -297,7 +375,9 @@ def test_exhausted_chain_lists_every_attempt(make_client: Callable[..., TestClie
     assert [a["model"] for a in error["details"]["attempts"]] == ["a", "b", "cold"]
 
 
-def test_exhausted_by_temporary_failures_is_503(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_exhausted_by_temporary_failures_is_503(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/busy", Behaviour.fail(429, "slow down", retry_after=30))
     client = make_client(remote("busy", "acme/busy", fallbacks=["cold"]) + local("cold"))
     response = chat(client, "busy")
@@ -305,10 +385,15 @@ def test_exhausted_by_temporary_failures_is_503(make_client: Callable[..., TestC
     assert [a["model"] for a in response.json()["error"]["details"]["attempts"]] == ["busy", "cold"]
 
 
-def test_exhausted_by_the_time_budget_is_504(make_client: Callable[..., TestClient], provider: FakeProvider) -> None:
+def test_exhausted_by_the_time_budget_is_504(
+    make_client: Callable[..., TestClient], provider: FakeProvider
+) -> None:
     provider.script("acme/hang", Behaviour.hang(20))
     provider.script("acme/never", Behaviour.answer("too late"))
-    client = make_client(remote("hang", "acme/hang", fallbacks=["never"], timeout=10) + remote("never", "acme/never"), chat_budget_seconds="1.5")
+    client = make_client(
+        remote("hang", "acme/hang", fallbacks=["never"], timeout=10) + remote("never", "acme/never"),
+        chat_budget_seconds="1.5",
+    )
     response = chat(client, "hang")
     assert response.status_code == 504, response.text
     message = response.json()["error"]["message"]

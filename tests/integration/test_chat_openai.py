@@ -25,11 +25,18 @@ pytestmark = pytest.mark.integration
 
 SCHEMA = {
     "type": "object",
-    "properties": {"ok": {"type": "boolean"}, "label": {"enum": ["yes", "no"]}, "note": {"type": "string", "maxLength": 8}},
+    "properties": {
+        "ok": {"type": "boolean"},
+        "label": {"enum": ["yes", "no"]},
+        "note": {"type": "string", "maxLength": 8},
+    },
     "required": ["ok", "label", "note"],
     "additionalProperties": False,
 }
-MESSAGES: list[dict[str, str]] = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Is Paris the capital of France?"}]
+MESSAGES: list[dict[str, str]] = [
+    {"role": "system", "content": "Answer in JSON."},
+    {"role": "user", "content": "Is Paris the capital of France?"},
+]
 
 
 class Verdict(BaseModel):
@@ -58,7 +65,9 @@ fallbacks = {fallbacks}
 
 
 @pytest.fixture
-def client(genai_warmed: GenaiWarmed, provider: FakeProvider, dev_issuer: DevIssuer, tmp_path: Path) -> Iterator[openai.OpenAI]:
+def client(
+    genai_warmed: GenaiWarmed, provider: FakeProvider, dev_issuer: DevIssuer, tmp_path: Path
+) -> Iterator[openai.OpenAI]:
     provider.script("acme/broken", Behaviour.fail(500, "upstream exploded"))
     provider.script("acme/busy", Behaviour.fail(429, "slow down", retry_after=3))
     registry = tmp_path / "models.toml"
@@ -81,14 +90,19 @@ def test_openai_client_chat_completion_and_json_schema(client: openai.OpenAI) ->
     assert completion.choices[0].message.role == "assistant"
     assert isinstance(completion.choices[0].message.content, str)
     assert completion.usage is not None and 1 <= completion.usage.completion_tokens <= 8
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert (
+        completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
 
     structured = client.chat.completions.create(  # type: ignore[call-overload]
         model="chat",
         messages=MESSAGES,
         temperature=0,
         max_tokens=96,
-        response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True},
+        },
     )
     content = structured.choices[0].message.content
     assert content is not None
@@ -96,13 +110,17 @@ def test_openai_client_chat_completion_and_json_schema(client: openai.OpenAI) ->
     assert structured.choices[0].finish_reason == "stop"
 
     # the client's own structured-output helper: a pydantic model becomes a strict json_schema
-    parsed = client.chat.completions.parse(model="chat", messages=MESSAGES, temperature=0.7, seed=1, max_tokens=96, response_format=Verdict)  # type: ignore[arg-type]
+    parsed = client.chat.completions.parse(
+        model="chat", messages=MESSAGES, temperature=0.7, seed=1, max_tokens=96, response_format=Verdict
+    )  # type: ignore[arg-type]
     verdict = parsed.choices[0].message.parsed
     assert isinstance(verdict, Verdict) and len(verdict.note) <= 8
 
 
 def test_openai_client_sees_which_model_answered(client: openai.OpenAI) -> None:
-    raw = client.chat.completions.with_raw_response.create(model="dead", messages=MESSAGES, temperature=0, max_tokens=4)  # type: ignore[arg-type]
+    raw = client.chat.completions.with_raw_response.create(
+        model="dead", messages=MESSAGES, temperature=0, max_tokens=4
+    )  # type: ignore[arg-type]
     completion = raw.parse()
     assert completion.model == "chat"  # acme/retired is unknown at the provider: the local fallback answered
     assert raw.headers["x-hflambda-model"] == "chat"
@@ -125,7 +143,11 @@ def test_openai_client_gets_the_exhausted_chain_listing(client: openai.OpenAI) -
 
 
 def test_openai_client_streams_from_the_fallback(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model="dead", messages=MESSAGES, temperature=0, max_tokens=6, stream=True))  # type: ignore[arg-type]
+    chunks = list(
+        client.chat.completions.create(
+            model="dead", messages=MESSAGES, temperature=0, max_tokens=6, stream=True
+        )
+    )  # type: ignore[arg-type]
     assert {c.model for c in chunks} == {"chat"}
     trace = chunks[-1].model_extra["hflambda"] if chunks[-1].model_extra else {}
     assert [(a["model"], a["ok"]) for a in trace["attempts"]] == [("dead", False), ("chat", True)]

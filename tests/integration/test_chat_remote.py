@@ -31,7 +31,15 @@ REQUEST = ChatRequest(messages=(ChatMessage("user", "hi"),), max_tokens=4)
 
 
 def spec(alias: str, provider_model: str, base_url: str, **extra: object) -> ModelSpec:
-    return ModelSpec(alias=alias, repo=provider_model, task=Task.TEXT_GENERATION, engine="remote", base_url=base_url, provider_model=provider_model, **extra)  # type: ignore[arg-type]
+    return ModelSpec(
+        alias=alias,
+        repo=provider_model,
+        task=Task.TEXT_GENERATION,
+        engine="remote",
+        base_url=base_url,
+        provider_model=provider_model,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -64,7 +72,9 @@ def test_the_api_key_comes_from_secrets_manager(provider: FakeProvider, aws: Non
 
 def test_a_missing_secret_is_a_failed_attempt_naming_it(provider: FakeProvider, aws: None) -> None:
     provider.script("acme/chat", Behaviour.answer())
-    engine = RemoteChatEngine(spec("r", "acme/chat", provider.url, api_key_secret="hflambda/no-such-secret"), Settings())
+    engine = RemoteChatEngine(
+        spec("r", "acme/chat", provider.url, api_key_secret="hflambda/no-such-secret"), Settings()
+    )
     with pytest.raises(AttemptFailed) as caught:
         engine.complete(REQUEST, timeout=5)
     assert caught.value.kind == FailureKind.UPSTREAM
@@ -75,7 +85,9 @@ def test_a_missing_secret_is_a_failed_attempt_naming_it(provider: FakeProvider, 
 def test_a_refused_key_is_an_upstream_failure(provider: FakeProvider, aws: None) -> None:
     provider.required_key = "the-right-key"
     provider.script("acme/chat", Behaviour.answer())
-    engine = RemoteChatEngine(spec("r", "acme/chat", provider.url, api_key_secret=secret("a-wrong-key")), Settings())
+    engine = RemoteChatEngine(
+        spec("r", "acme/chat", provider.url, api_key_secret=secret("a-wrong-key")), Settings()
+    )
     with pytest.raises(AttemptFailed, match=r"refused the API key \(401") as caught:
         engine.complete(REQUEST, timeout=5)
     assert caught.value.kind == FailureKind.UPSTREAM
@@ -97,7 +109,9 @@ def test_429_carries_retry_after(provider: FakeProvider) -> None:
 
 def test_max_tokens_is_capped_by_the_registry(provider: FakeProvider) -> None:
     provider.script("acme/chat", Behaviour.answer())
-    engine = RemoteChatEngine(spec("r", "acme/chat", provider.url, max_output_tokens=16, context_tokens=64), Settings())
+    engine = RemoteChatEngine(
+        spec("r", "acme/chat", provider.url, max_output_tokens=16, context_tokens=64), Settings()
+    )
     engine.complete(ChatRequest(messages=REQUEST.messages, max_tokens=1000), timeout=5)
     engine.complete(ChatRequest(messages=REQUEST.messages), timeout=5)
     assert [r.body["max_tokens"] for r in provider.chat_requests() if r.body] == [16, 16]
@@ -115,7 +129,9 @@ def test_check_finds_the_model_in_the_listing(provider: FakeProvider) -> None:
 def test_check_asks_for_one_token_when_there_is_no_listing(provider: FakeProvider) -> None:
     provider.list_models = False
     provider.script("acme/chat", Behaviour.answer())
-    assert "answered a 1-token request" in check_remote_model(spec("r", "acme/chat", provider.url), Settings())
+    assert "answered a 1-token request" in check_remote_model(
+        spec("r", "acme/chat", provider.url), Settings()
+    )
     (probe,) = provider.chat_requests()
     assert probe.body is not None and probe.body["max_tokens"] == 1
 

@@ -39,13 +39,28 @@ def unfused_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from optimum.exporters.onnx import main_export
 
     out = tmp_path_factory.mktemp("unfused")
-    main_export(str(minilm_path()), output=out, task="feature-extraction", opset=export.OPSET, do_validation=False, local_files_only=True, library_name="transformers")
+    main_export(
+        str(minilm_path()),
+        output=out,
+        task="feature-extraction",
+        opset=export.OPSET,
+        do_validation=False,
+        local_files_only=True,
+        library_name="transformers",
+    )
     shutil.copy2(minilm_path() / "tokenizer.json", out / "tokenizer.json")
     return out
 
 
 def _model(path: Path, alias: str = "unfused") -> PublishedModel:
-    manifest = Manifest(alias=alias, repo="r", revision="x", source="", task="embeddings", info={"dimensions": 384, "pad_token_id": 0})
+    manifest = Manifest(
+        alias=alias,
+        repo="r",
+        revision="x",
+        source="",
+        task="embeddings",
+        info={"dimensions": 384, "pad_token_id": 0},
+    )
     return PublishedModel(alias=alias, path=path, manifest=manifest)
 
 
@@ -56,10 +71,16 @@ def test_fusion_is_applied_and_recorded_in_the_manifest(warmed: Warmed) -> None:
         graph = model.manifest.info["graph"]
         assert model.manifest.export["fusion"] == "ort-transformers"
         assert graph["fused"] is True, graph
-        assert graph["ops"]["Attention"] == 6 and graph["ops"]["SkipLayerNormalization"] == 12 and graph["ops"]["BiasGelu"] == 6
+        assert (
+            graph["ops"]["Attention"] == 6
+            and graph["ops"]["SkipLayerNormalization"] == 12
+            and graph["ops"]["BiasGelu"] == 6
+        )
         assert graph["session_optimization"] == "basic"
         assert OnnxEmbedder(model, max_tokens=256).session_level == "basic"
-        ops = {n.op_type for n in onnx.load(str(model.file("model.onnx")), load_external_data=False).graph.node}
+        ops = {
+            n.op_type for n in onnx.load(str(model.file("model.onnx")), load_external_data=False).graph.node
+        }
         assert ("QAttention" if alias == "embed-int8" else "Attention") in ops
     int8 = store.resolve("embed-int8").manifest.info["graph"]["int8_vs_fp32"]
     assert int8["mean_cosine"] >= 0.99 and int8["min_cosine"] >= 0.98, int8
@@ -82,7 +103,9 @@ def test_buckets_cover_every_input_once_and_bound_padding() -> None:
         assert widths == sorted(widths) and len(group) <= 32
         padded = len(group) * max(widths)
         assert padded <= engine.BUCKET_MAX_TOKENS
-        assert padded - sum(widths) <= engine.BUCKET_MAX_PADDING * padded or len(group) <= engine.BUCKET_MIN_ROWS
+        assert (
+            padded - sum(widths) <= engine.BUCKET_MAX_PADDING * padded or len(group) <= engine.BUCKET_MIN_ROWS
+        )
     assert buckets([26] * 32) == [list(range(32))]  # equal lengths: one batch, no padding
 
 
@@ -96,7 +119,9 @@ def test_bucketing_preserves_order_and_results(warmed: Warmed) -> None:
     assert np.allclose(model.embed(texts[::-1]), together[::-1], atol=1e-5)
 
 
-def test_threads_are_the_cpus_the_function_really_has(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_threads_are_the_cpus_the_function_really_has(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5, 6, 7})
     fake_sys = tmp_path / "sys"
     (fake_sys / "fs" / "cgroup").mkdir(parents=True)
@@ -124,7 +149,9 @@ def _perturbing_fuser(src: Path, dst: Path, config: dict[str, object]) -> dict[s
     return {"Attention": 1}
 
 
-def test_a_fused_graph_that_drifts_is_refused(tiny_classifier_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fused_graph_that_drifts_is_refused(
+    tiny_classifier_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = ModelSpec(alias="tiny", repo="dev/tiny", task=Task.TEXT_CLASSIFICATION, max_tokens=64)
     monkeypatch.setattr(export, "fuse_encoder", _perturbing_fuser)
     result = export.compile_encoder(spec, tiny_classifier_dir, tmp_path / "out")
@@ -134,8 +161,18 @@ def test_a_fused_graph_that_drifts_is_refused(tiny_classifier_dir: Path, tmp_pat
     assert result.parity["argmax_agreement"] == 1.0  # the unfused export was served and checked
 
 
-def test_an_int8_graph_outside_the_bounds_is_refused(tiny_classifier_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = ModelSpec(alias="tiny-int8", repo="dev/tiny", task=Task.EMBEDDINGS, quantize="int8", max_tokens=64, parity_min_cosine=0.5, parity_mean_cosine=0.5)
+def test_an_int8_graph_outside_the_bounds_is_refused(
+    tiny_classifier_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = ModelSpec(
+        alias="tiny-int8",
+        repo="dev/tiny",
+        task=Task.EMBEDDINGS,
+        quantize="int8",
+        max_tokens=64,
+        parity_min_cosine=0.5,
+        parity_mean_cosine=0.5,
+    )
     monkeypatch.setattr(export, "INT8_MIN_COSINE", 1.0)
     with pytest.raises(ParityFailed, match="int8 graph refused: vs the fp32 export") as refused:
         export.compile_encoder(spec, tiny_classifier_dir, tmp_path / "out")
@@ -151,7 +188,11 @@ def test_truncation_keeps_the_closing_special_token(warmed: Warmed) -> None:
     # what sentence-transformers embeds for the same text (it truncates to 256 the same way)
     manual = model.tokenizer.encode(long_text)
     ids = [*manual.ids[:255], manual.ids[-1]]
-    feed = {"input_ids": np.asarray([ids]), "attention_mask": np.ones((1, 256), dtype=np.int64), "token_type_ids": np.zeros((1, 256), dtype=np.int64)}
+    feed = {
+        "input_ids": np.asarray([ids]),
+        "attention_mask": np.ones((1, 256), dtype=np.int64),
+        "token_type_ids": np.zeros((1, 256), dtype=np.int64),
+    }
     hidden = model.run({k: v for k, v in feed.items() if k in model.input_names})
     expected = hidden.mean(axis=1)[0]
     assert float(model.embed([long_text], truncate=True)[0] @ (expected / np.linalg.norm(expected))) >= 0.9999

@@ -40,8 +40,13 @@ def _embedders(warmed: Warmed, alias: str) -> tuple[OnnxEmbedder, OnnxEmbedder]:
 @pytest.mark.parametrize("alias", ["embed", "embed-int8"])
 def test_throughput_mode_embeds_what_latency_mode_does(warmed: Warmed, alias: str) -> None:
     latency, throughput = _embedders(warmed, alias)
-    assert latency.session_settings["intra_op_threads"] == 2 and latency.session_settings["parallel_runs"] == 1
-    assert throughput.session_settings["intra_op_threads"] == 1 and throughput.session_settings["parallel_runs"] == 2
+    assert (
+        latency.session_settings["intra_op_threads"] == 2 and latency.session_settings["parallel_runs"] == 1
+    )
+    assert (
+        throughput.session_settings["intra_op_threads"] == 1
+        and throughput.session_settings["parallel_runs"] == 2
+    )
     assert throughput.session_settings["mode"] == "throughput"
     expected = latency.embed(TEXTS, truncate=True)
     got = throughput.embed(TEXTS, truncate=True)
@@ -52,7 +57,9 @@ def test_throughput_mode_embeds_what_latency_mode_does(warmed: Warmed, alias: st
     assert np.allclose(throughput.embed(TEXTS[::-1], truncate=True), expected[::-1], atol=1e-5)
 
 
-def test_throughput_mode_runs_in_parallel_on_one_session(warmed: Warmed, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_throughput_mode_runs_in_parallel_on_one_session(
+    warmed: Warmed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, throughput = _embedders(warmed, "embed")
     threads: set[str] = set()
     rows: list[int] = []
@@ -80,7 +87,9 @@ def test_throughput_mode_classifies_what_latency_mode_does(warmed: Warmed) -> No
     expected = latency.classify(TEXTS, top_k=None, truncate=True)
     got = throughput.classify(TEXTS, top_k=None, truncate=True)
     assert [[label for label, _ in row] for row in got] == [[label for label, _ in row] for row in expected]
-    assert np.allclose([[s for _, s in row] for row in got], [[s for _, s in row] for row in expected], atol=1e-5)
+    assert np.allclose(
+        [[s for _, s in row] for row in got], [[s for _, s in row] for row in expected], atol=1e-5
+    )
 
 
 def test_split_for_workers_halves_the_costliest_group_and_keeps_every_position() -> None:
@@ -93,4 +102,6 @@ def test_split_for_workers_halves_the_costliest_group_and_keeps_every_position()
     assert out[0][0] in (2, 3, 4)
     # never more pieces than rows
     assert split_for_workers([[0]], lengths, 4) == [[0]]
-    assert split_for_workers(groups, lengths, 1) == sorted(groups, key=lambda g: len(g) * max(lengths[i] for i in g), reverse=True)
+    assert split_for_workers(groups, lengths, 1) == sorted(
+        groups, key=lambda g: len(g) * max(lengths[i] for i in g), reverse=True
+    )

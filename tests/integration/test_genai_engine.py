@@ -27,14 +27,23 @@ pytestmark = pytest.mark.integration
 SCHEMAS: dict[str, dict[str, Any]] = {
     "flat": {
         "type": "object",
-        "properties": {"ok": {"type": "boolean"}, "label": {"enum": ["yes", "no", "maybe"]}, "note": {"type": "string", "maxLength": 12}},
+        "properties": {
+            "ok": {"type": "boolean"},
+            "label": {"enum": ["yes", "no", "maybe"]},
+            "note": {"type": "string", "maxLength": 12},
+        },
         "required": ["ok", "label", "note"],
         "additionalProperties": False,
     },
     "nested": {
         "type": "object",
         "properties": {
-            "verdict": {"type": "object", "properties": {"valid": {"type": "boolean"}, "level": {"enum": ["low", "high"]}}, "required": ["valid", "level"], "additionalProperties": False},
+            "verdict": {
+                "type": "object",
+                "properties": {"valid": {"type": "boolean"}, "level": {"enum": ["low", "high"]}},
+                "required": ["valid", "level"],
+                "additionalProperties": False,
+            },
             "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}, "maxItems": 3},
         },
         "required": ["verdict", "tags"],
@@ -43,7 +52,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "pydantic-style": {
         "title": "Answer",
         "type": "object",
-        "properties": {"city": {"title": "City", "type": "string", "maxLength": 10}, "capital": {"title": "Capital", "type": "boolean"}},
+        "properties": {
+            "city": {"title": "City", "type": "string", "maxLength": 10},
+            "capital": {"title": "Capital", "type": "boolean"},
+        },
         "required": ["city", "capital"],
         "additionalProperties": False,
     },
@@ -104,13 +116,22 @@ def probed(tmp_path_factory: pytest.TempPathFactory, genai_warmed: Any) -> dict[
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
     cases = {"schemas": SCHEMAS, "stop_from": [6, 9]}
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(cases)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, f"engine probe died (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
-def test_constrained_decoding_gives_schema_valid_json_from_random_weights(probed: dict[str, Any], name: str) -> None:
+def test_constrained_decoding_gives_schema_valid_json_from_random_weights(
+    probed: dict[str, Any], name: str
+) -> None:
     answer = probed[name]
     assert "error" not in answer, answer
     jsonschema.validate(json.loads(answer["text"]), SCHEMAS[name])
@@ -158,13 +179,22 @@ def test_token_counts_and_limits(probed: dict[str, Any]) -> None:
     assert "context is 1024 tokens" in probed["too_long"]["reason"]
 
 
-def test_engine_does_not_import_heavy_libraries(genai_warmed: Any, tmp_path: Path, chat_config: Callable[..., Path]) -> None:
+def test_engine_does_not_import_heavy_libraries(
+    genai_warmed: Any, tmp_path: Path, chat_config: Callable[..., Path]
+) -> None:
     chat_config(LOCAL_CHAT_TOML)
     code = (
         "import sys, json; from hflambda.engines import get_pool; from hflambda.registry import Task; "
         "get_pool().get('chat', Task.TEXT_GENERATION).count_tokens(['x']); "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum', 'huggingface_hub'))))"
     )
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -26,7 +26,9 @@ def queues(sqs: Any) -> Queues:
 
 
 @pytest.fixture
-def api(serve_env: Warmed, auth_env: DevIssuer, queues: Queues, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, DevIssuer]]:
+def api(
+    serve_env: Warmed, auth_env: DevIssuer, queues: Queues, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, DevIssuer]]:
     monkeypatch.setenv("HFLAMBDA_VECTOR_URI", str(tmp_path / "vectors"))
     monkeypatch.setenv("HFLAMBDA_INDEX_QUEUE_URL", queues.queue_url)
     clear_caches()
@@ -45,12 +47,18 @@ def drain(queues: Queues, sqs: Any) -> None:
     Poller(queues.queue_url, "functions.index.handler.handler", sqs_client=sqs).drain(timeout=60)
 
 
-def test_documents_then_search_scoped_to_the_caller(api: tuple[TestClient, DevIssuer], queues: Queues, sqs: Any) -> None:
+def test_documents_then_search_scoped_to_the_caller(
+    api: tuple[TestClient, DevIssuer], queues: Queues, sqs: Any
+) -> None:
     client, issuer = api
     alice, bob = bearer(issuer, "alice"), bearer(issuer, "bob")
     docs = [
         {"id": "cat", "text": "My cat sleeps on the windowsill every morning.", "metadata": {"kind": "pet"}},
-        {"id": "tax", "text": "File the quarterly tax return before the deadline.", "metadata": {"kind": "admin"}},
+        {
+            "id": "tax",
+            "text": "File the quarterly tax return before the deadline.",
+            "metadata": {"kind": "admin"},
+        },
     ]
     response = client.post("/v1/documents", json={"documents": docs}, headers=alice)
     assert response.status_code == 202, response.text
@@ -59,9 +67,13 @@ def test_documents_then_search_scoped_to_the_caller(api: tuple[TestClient, DevIs
     assert {d["id"]: d["status"] for d in body["documents"]} == {"cat": "queued", "tax": "queued"}
     assert all(d["message_id"] for d in body["documents"])
     # bob tries to write into alice's space through the body: the field is refused
-    sneaky = client.post("/v1/documents", json={"documents": [{"id": "x", "text": "y"}], "user_id": "alice"}, headers=bob)
+    sneaky = client.post(
+        "/v1/documents", json={"documents": [{"id": "x", "text": "y"}], "user_id": "alice"}, headers=bob
+    )
     assert sneaky.status_code == 202  # unknown top-level fields are ignored; the user is bob
-    client.post("/v1/documents", json={"documents": [{"id": "bobcat", "text": "A cat naps in the sun."}]}, headers=bob)
+    client.post(
+        "/v1/documents", json={"documents": [{"id": "bobcat", "text": "A cat naps in the sun."}]}, headers=bob
+    )
     drain(queues, sqs)
 
     found = client.post("/v1/search", json={"query": "kitty sleeping", "top_k": 5}, headers=alice)
@@ -69,21 +81,39 @@ def test_documents_then_search_scoped_to_the_caller(api: tuple[TestClient, DevIs
     result = found.json()
     assert [d["id"] for d in result["data"]] == ["cat", "tax"]
     top = result["data"][0]
-    assert top["text"] == docs[0]["text"] and top["metadata"] == {"kind": "pet"} and (top["start"], top["end"]) == (0, len(docs[0]["text"]))
+    assert (
+        top["text"] == docs[0]["text"]
+        and top["metadata"] == {"kind": "pet"}
+        and (top["start"], top["end"]) == (0, len(docs[0]["text"]))
+    )
     assert result["model"] == "embed" and result["revision"]
-    assert [d["id"] for d in client.post("/v1/search", json={"query": "cat", "filter": {"kind": "admin"}}, headers=alice).json()["data"]] == ["tax"]
+    assert [
+        d["id"]
+        for d in client.post(
+            "/v1/search", json={"query": "cat", "filter": {"kind": "admin"}}, headers=alice
+        ).json()["data"]
+    ] == ["tax"]
     # a user id in the search body does not widen the scope
     bobs = client.post("/v1/search", json={"query": "kitty sleeping"}, headers=bob).json()["data"]
     assert {d["id"] for d in bobs} == {"bobcat", "x"}
-    widened = client.post("/v1/search", json={"query": "cat", "user_id": "alice", "filter": {"user_id": "alice"}}, headers=bob)
+    widened = client.post(
+        "/v1/search", json={"query": "cat", "user_id": "alice", "filter": {"user_id": "alice"}}, headers=bob
+    )
     assert widened.status_code == 200 and widened.json()["data"] == []
-    assert {d["id"] for d in client.post("/v1/search", json={"query": "cat", "user_id": "alice"}, headers=bob).json()["data"]} == {"bobcat", "x"}
+    assert {
+        d["id"]
+        for d in client.post("/v1/search", json={"query": "cat", "user_id": "alice"}, headers=bob).json()[
+            "data"
+        ]
+    } == {"bobcat", "x"}
 
     deleted = client.delete("/v1/documents/cat", headers=alice)
     assert deleted.status_code == 202 and deleted.json()["documents"][0]["status"] == "queued"
     client.delete("/v1/documents/tax", headers=bob)  # bob cannot delete alice's document
     drain(queues, sqs)
-    assert [d["id"] for d in client.post("/v1/search", json={"query": "kitty"}, headers=alice).json()["data"]] == ["tax"]
+    assert [
+        d["id"] for d in client.post("/v1/search", json={"query": "kitty"}, headers=alice).json()["data"]
+    ] == ["tax"]
 
 
 def test_documents_errors(api: tuple[TestClient, DevIssuer]) -> None:
@@ -92,18 +122,30 @@ def test_documents_errors(api: tuple[TestClient, DevIssuer]) -> None:
     too_many = {"documents": [{"id": f"d{i}", "text": "x"} for i in range(MAX_DOCUMENTS_PER_REQUEST + 1)]}
     response = client.post("/v1/documents", json=too_many, headers=alice)
     assert response.status_code == 413 and response.json()["error"]["param"] == "documents"
-    huge = client.post("/v1/documents", json={"documents": [{"id": "big", "text": "word " * 60_000}]}, headers=alice)
+    huge = client.post(
+        "/v1/documents", json={"documents": [{"id": "big", "text": "word " * 60_000}]}, headers=alice
+    )
     assert huge.status_code == 413 and huge.json()["error"]["param"] == "documents[0]"
     # issue 13's abusive request: three 250,000-character documents
     abusive = {"documents": [{"id": f"a{i}", "text": "lorem ipsum " * 20_834} for i in range(3)]}
     refused = client.post("/v1/documents", json=abusive, headers=alice)
     assert refused.status_code == 413 and "HFLAMBDA_DOCUMENT_MAX_CHARS" in refused.json()["error"]["message"]
-    tokens = client.post("/v1/documents", json={"documents": [{"id": "t", "text": "a b " * 13_000}]}, headers=alice)
+    tokens = client.post(
+        "/v1/documents", json={"documents": [{"id": "t", "text": "a b " * 13_000}]}, headers=alice
+    )
     assert tokens.status_code == 413 and "tokens" in tokens.json()["error"]["message"]
-    meta = client.post("/v1/documents", json={"documents": [{"id": "m", "text": "x", "metadata": {"k": "v" * 5000}}]}, headers=alice)
+    meta = client.post(
+        "/v1/documents",
+        json={"documents": [{"id": "m", "text": "x", "metadata": {"k": "v" * 5000}}]},
+        headers=alice,
+    )
     assert meta.status_code == 413 and meta.json()["error"]["param"] == "documents[0]"
     for bad_id in ("a/b", "..", "."):
-        slash = client.post("/v1/documents", json={"documents": [{"id": "ok", "text": "x"}, {"id": bad_id, "text": "x"}]}, headers=alice)
+        slash = client.post(
+            "/v1/documents",
+            json={"documents": [{"id": "ok", "text": "x"}, {"id": bad_id, "text": "x"}]},
+            headers=alice,
+        )
         assert slash.status_code == 400 and slash.json()["error"]["param"] == "documents[1].id", bad_id
     # an id with '/' stored before the rule can still be erased: the rest of the path is the id
     legacy = client.delete("/v1/documents/folder/old%20note", headers=alice)
@@ -118,16 +160,22 @@ def test_documents_errors(api: tuple[TestClient, DevIssuer]) -> None:
     assert client.post("/v1/documents", json={"documents": [{"id": "a", "text": "b"}]}).status_code == 401
     assert client.post("/v1/search", json={"query": "b"}).status_code == 401
     assert client.post("/v1/search", json={"query": "b", "top_k": 0}, headers=alice).status_code == 422
-    assert client.post("/v1/search", json={"query": "nothing indexed yet"}, headers=alice).json()["data"] == []
+    assert (
+        client.post("/v1/search", json={"query": "nothing indexed yet"}, headers=alice).json()["data"] == []
+    )
 
 
-def test_documents_without_a_queue_is_503(api: tuple[TestClient, DevIssuer], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_documents_without_a_queue_is_503(
+    api: tuple[TestClient, DevIssuer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hflambda.settings import get_settings
 
     client, issuer = api
     monkeypatch.delenv("HFLAMBDA_INDEX_QUEUE_URL")
     get_settings.cache_clear()
-    response = client.post("/v1/documents", json={"documents": [{"id": "a", "text": "b"}]}, headers=bearer(issuer, "alice"))
+    response = client.post(
+        "/v1/documents", json={"documents": [{"id": "a", "text": "b"}]}, headers=bearer(issuer, "alice")
+    )
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["type"] == "queue_not_configured" and "HFLAMBDA_INDEX_QUEUE_URL" in error["message"]

@@ -19,7 +19,14 @@ from tests.fakes.embedder import FakeEmbedder
 pytestmark = pytest.mark.integration
 
 
-def body(op: str = "upsert", user: str = "alice", doc: str = "d1", text: str = "hello world", ts: int | None = 1000, **extra: object) -> str:
+def body(
+    op: str = "upsert",
+    user: str = "alice",
+    doc: str = "d1",
+    text: str = "hello world",
+    ts: int | None = 1000,
+    **extra: object,
+) -> str:
     message: dict[str, object] = {"v": 1, "op": op, "user_id": user}
     if ts is not None:
         message["ts"] = ts
@@ -32,7 +39,13 @@ def body(op: str = "upsert", user: str = "alice", doc: str = "d1", text: str = "
 
 
 def record(message_id: str, text: str, *, sent: int = 500, receives: int = 1) -> QueueRecord:
-    return QueueRecord(message_id=message_id, body=text, sent_ts=sent, receive_count=receives, source="arn:aws:sqs:us-east-1:0:q")
+    return QueueRecord(
+        message_id=message_id,
+        body=text,
+        sent_ts=sent,
+        receive_count=receives,
+        source="arn:aws:sqs:us-east-1:0:q",
+    )
 
 
 @pytest.fixture
@@ -89,20 +102,28 @@ class MemoryLedger:
         return {r.message_id: r for r in self.records if r.message_id in wanted}
 
 
-def test_failure_reasons_go_to_the_ledger_it_is_given(store: LanceVectorStore, embedder: FakeEmbedder) -> None:
+def test_failure_reasons_go_to_the_ledger_it_is_given(
+    store: LanceVectorStore, embedder: FakeEmbedder
+) -> None:
     ledger = MemoryLedger()
     indexer = Indexer(store, lambda: embedder, Settings(), ledger=ledger)  # type: ignore[arg-type, return-value]
     outcome = indexer.index([record("m1", "{not json", receives=3), record("m2", body(doc="d1"))])
     assert set(outcome.failures) == {"m1"} and outcome.written == 1
-    assert [(r.message_id, r.receive_count, r.source) for r in ledger.records] == [("m1", 3, "arn:aws:sqs:us-east-1:0:q")]
+    assert [(r.message_id, r.receive_count, r.source) for r in ledger.records] == [
+        ("m1", 3, "arn:aws:sqs:us-east-1:0:q")
+    ]
     assert ledger.records[0].reason.startswith("invalid message: body is not JSON")
     assert store.failure_reasons(["m1"]) == {}  # not also in the store's own ledger
 
 
-def test_all_chunks_of_a_batch_are_embedded_together_in_bounded_groups(store: LanceVectorStore, embedder: FakeEmbedder) -> None:
+def test_all_chunks_of_a_batch_are_embedded_together_in_bounded_groups(
+    store: LanceVectorStore, embedder: FakeEmbedder
+) -> None:
     indexer = make_indexer(store, embedder, index_embed_group=7)
     long_text = " ".join(f"w{i}" for i in range(120))
-    outcome = indexer.index([record(f"m{i}", body(doc=f"d{i}", text=long_text if i == 0 else f"short {i}")) for i in range(4)])
+    outcome = indexer.index(
+        [record(f"m{i}", body(doc=f"d{i}", text=long_text if i == 0 else f"short {i}")) for i in range(4)]
+    )
     assert outcome.failures == {}
     assert outcome.chunks > 4
     assert sum(embedder.calls) == outcome.chunks and max(embedder.calls) <= 7
@@ -112,20 +133,32 @@ def test_all_chunks_of_a_batch_are_embedded_together_in_bounded_groups(store: La
         assert long_text[row["start"] : row["end"]] == row["text"]
 
 
-def test_redeliveries_and_older_messages_are_acknowledged_without_embedding(store: LanceVectorStore, embedder: FakeEmbedder) -> None:
+def test_redeliveries_and_older_messages_are_acknowledged_without_embedding(
+    store: LanceVectorStore, embedder: FakeEmbedder
+) -> None:
     indexer = make_indexer(store, embedder)
     indexer.index([record("m1", body(ts=2000, text="current"))])
     calls = len(embedder.calls)
-    outcome = indexer.index([record("m2", body(ts=2000, text="current")), record("m3", body(ts=1000, text="older"))])
+    outcome = indexer.index(
+        [record("m2", body(ts=2000, text="current")), record("m3", body(ts=1000, text="older"))]
+    )
     assert outcome.failures == {} and outcome.duplicates == 1 and outcome.superseded == 1
     assert len(embedder.calls) == calls
     # in one batch only the newest message per document is embedded
-    outcome = indexer.index([record("a", body(ts=3000, text="three")), record("b", body(ts=4000, text="four")), record("c", body(ts=3500, text="x"))])
+    outcome = indexer.index(
+        [
+            record("a", body(ts=3000, text="three")),
+            record("b", body(ts=4000, text="four")),
+            record("c", body(ts=3500, text="x")),
+        ]
+    )
     assert outcome.written == 1 and outcome.superseded == 2
     assert [r["text"] for r in store.chunk_rows([("alice", "d1")], space(embedder))] == ["four"]
 
 
-def test_a_message_without_ts_is_ordered_by_its_sent_timestamp(store: LanceVectorStore, embedder: FakeEmbedder) -> None:
+def test_a_message_without_ts_is_ordered_by_its_sent_timestamp(
+    store: LanceVectorStore, embedder: FakeEmbedder
+) -> None:
     indexer = make_indexer(store, embedder)
     indexer.index([record("late-sent", body(ts=None, text="sent later"), sent=9000)])
     indexer.index([record("early-sent", body(ts=None, text="sent earlier"), sent=8000)])
@@ -140,7 +173,10 @@ def test_model_not_ready_fails_every_record_with_the_reason(store: LanceVectorSt
 
     indexer = Indexer(store, missing, Settings())
     outcome = indexer.index([record("m1", body()), record("m2", "junk")])
-    assert outcome.failures["m1"] == "embedding model unavailable: Model 'embed' is not ready: not warmed: CURRENT does not exist; run warmup"
+    assert (
+        outcome.failures["m1"]
+        == "embedding model unavailable: Model 'embed' is not ready: not warmed: CURRENT does not exist; run warmup"
+    )
     assert outcome.failures["m2"].startswith("invalid message")
     assert outcome.succeeded == 0
 
@@ -148,7 +184,9 @@ def test_model_not_ready_fails_every_record_with_the_reason(store: LanceVectorSt
 def test_one_document_that_cannot_be_embedded_fails_alone(store: LanceVectorStore) -> None:
     embedder = FakeEmbedder(fail_on="poison")
     indexer = make_indexer(store, embedder)
-    outcome = indexer.index([record("ok", body(doc="a", text="fine text")), record("bad", body(doc="b", text="poison text"))])
+    outcome = indexer.index(
+        [record("ok", body(doc="a", text="fine text")), record("bad", body(doc="b", text="poison text"))]
+    )
     assert list(outcome.failures) == ["bad"] and "fake embedder refuses" in outcome.failures["bad"]
     assert outcome.written == 1
 

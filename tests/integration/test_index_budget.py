@@ -34,7 +34,15 @@ class SlowEmbedder(FakeEmbedder):
 
 
 def upsert(user: str, doc: str, text: str, ts: int = 1000, metadata: dict | None = None) -> str:
-    return json.dumps({"v": 1, "op": "upsert", "user_id": user, "ts": ts, "document": {"id": doc, "text": text, "metadata": metadata or {}}})
+    return json.dumps(
+        {
+            "v": 1,
+            "op": "upsert",
+            "user_id": user,
+            "ts": ts,
+            "document": {"id": doc, "text": text, "metadata": metadata or {}},
+        }
+    )
 
 
 def record(message_id: str, body: str, receives: int = 1) -> QueueRecord:
@@ -61,13 +69,21 @@ def store(tmp_path: Path) -> LanceVectorStore:
 
 
 def searchable(store: LanceVectorStore, embedder: FakeEmbedder, user: str) -> set[str]:
-    hits = store.search(user, embedder.embed(["alpha one line"])[0], space=VectorSpace.of(embedder), top_k=100)
+    hits = store.search(
+        user, embedder.embed(["alpha one line"])[0], space=VectorSpace.of(embedder), top_k=100
+    )
     return {h.document_id for h in hits}
 
 
 def test_an_abusive_user_delays_nobody_else_beyond_one_batch(store: LanceVectorStore) -> None:
     embedder = SlowEmbedder(per_text=0.002)
-    settings = Settings(chunk_tokens=20, chunk_overlap=0, index_embed_group=32, index_time_margin_seconds=0.0, document_max_chunks=160)
+    settings = Settings(
+        chunk_tokens=20,
+        chunk_overlap=0,
+        index_embed_group=32,
+        index_time_margin_seconds=0.0,
+        document_max_chunks=160,
+    )
     indexer = Indexer(store, lambda: embedder, settings)  # type: ignore[arg-type, return-value]
     # mallory: three documents at the chunk limit, one far over the character limit
     mallory = [record(f"m{i}", upsert("mallory", f"big{i}", long_text(150))) for i in range(3)]
@@ -83,15 +99,23 @@ def test_an_abusive_user_delays_nobody_else_beyond_one_batch(store: LanceVectorS
     assert deferred and deferred <= {"m0", "m1", "m2"}  # only mallory's own records wait
 
     # the redelivery: mallory's deferred records again, and new one-liners from the others
-    again = [record(m, next(r.body for r in mallory if r.message_id == m), receives=2) for m in sorted(deferred)]
-    fresh = [record(f"n{i}", upsert(f"user{i}", "second", f"alpha one line, second, {i}", ts=2000)) for i in range(20)]
+    again = [
+        record(m, next(r.body for r in mallory if r.message_id == m), receives=2) for m in sorted(deferred)
+    ]
+    fresh = [
+        record(f"n{i}", upsert(f"user{i}", "second", f"alpha one line, second, {i}", ts=2000))
+        for i in range(20)
+    ]
     second = indexer.index([*again, *fresh], remaining=Clock(0.25))
     assert not any(key.startswith("n") for key in second.failures), second.failures
     assert all(searchable(store, embedder, f"user{i}") == {"note", "second"} for i in range(20))
 
     # a batch with time to spare finishes mallory's documents
     left = {m for m, reason in second.failures.items() if reason.startswith("deferred")}
-    third = indexer.index([record(m, next(r.body for r in mallory if r.message_id == m), receives=3) for m in sorted(left)], remaining=Clock(60))
+    third = indexer.index(
+        [record(m, next(r.body for r in mallory if r.message_id == m), receives=3) for m in sorted(left)],
+        remaining=Clock(60),
+    )
     assert third.failures == {}
     assert searchable(store, embedder, "mallory") == {"big0", "big1", "big2"}
 
@@ -100,7 +124,10 @@ def test_the_chunk_budget_defers_what_would_not_fit_in_memory(store: LanceVector
     embedder = FakeEmbedder()
     settings = Settings(chunk_tokens=20, chunk_overlap=0, index_batch_max_chunks=100)
     indexer = Indexer(store, lambda: embedder, settings)  # type: ignore[arg-type, return-value]
-    outcome = indexer.index([record(f"b{i}", upsert("u", f"d{i}", long_text(40))) for i in range(4)] + [record("s", upsert("v", "s", "short"))])
+    outcome = indexer.index(
+        [record(f"b{i}", upsert("u", f"d{i}", long_text(40))) for i in range(4)]
+        + [record("s", upsert("v", "s", "short"))]
+    )
     assert outcome.written == 3 and outcome.deferred == 2  # 1 + 40 + 40 chunks fit in 100
     assert sorted(m for m, r in outcome.failures.items() if r.startswith("deferred")) == ["b2", "b3"]
 
@@ -116,11 +143,18 @@ def test_the_chunk_budget_defers_what_would_not_fit_in_memory(store: LanceVector
     ],
     ids=["chars", "metadata", "filter-terms", "chunks", "tokens"],
 )
-def test_a_document_over_a_limit_fails_alone(store: LanceVectorStore, text: str, metadata: dict, reason: str) -> None:
+def test_a_document_over_a_limit_fails_alone(
+    store: LanceVectorStore, text: str, metadata: dict, reason: str
+) -> None:
     embedder = FakeEmbedder()
     limit = metadata.pop("max_tokens", 25_000)
     settings = Settings(chunk_tokens=20, chunk_overlap=0, document_max_tokens=limit)
     indexer = Indexer(store, lambda: embedder, settings)  # type: ignore[arg-type, return-value]
-    outcome = indexer.index([record("bad", upsert("u", "bad", text, metadata=metadata)), record("ok", upsert("u", "ok", "alpha one line"))])
+    outcome = indexer.index(
+        [
+            record("bad", upsert("u", "bad", text, metadata=metadata)),
+            record("ok", upsert("u", "ok", "alpha one line")),
+        ]
+    )
     assert list(outcome.failures) == ["bad"] and reason in outcome.failures["bad"]
     assert outcome.written == 1 and searchable(store, embedder, "u") == {"ok"}

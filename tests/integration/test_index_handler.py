@@ -37,7 +37,15 @@ def sqs_message(message_id: str, body: str, *, receives: int = 1) -> dict[str, A
 
 
 def upsert(doc: str, text: str, user: str = "alice", ts: int = 1) -> str:
-    return json.dumps({"v": 1, "op": "upsert", "user_id": user, "ts": ts, "document": {"id": doc, "text": text, "metadata": {"topic": doc}}})
+    return json.dumps(
+        {
+            "v": 1,
+            "op": "upsert",
+            "user_id": user,
+            "ts": ts,
+            "document": {"id": doc, "text": text, "metadata": {"topic": doc}},
+        }
+    )
 
 
 @pytest.fixture
@@ -51,24 +59,34 @@ def index_env(serve_env: Warmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def search(module: ModuleType, user: str, query: str, **options: Any) -> list[str]:
     embedder = module.indexer.embedder()
     vector = embedder.embed([query])[0]
-    return [h.document_id for h in get_vector_store().search(user, vector, space=VectorSpace.of(embedder), **options)]
+    return [
+        h.document_id
+        for h in get_vector_store().search(user, vector, space=VectorSpace.of(embedder), **options)
+    ]
 
 
 def test_handler_reports_exactly_the_failed_records(index_env: ModuleType) -> None:
     messages = [sqs_message(name, upsert(name, text)) for name, text in DOCS.items()]
     messages += [sqs_message("bad-json", "{oops"), sqs_message("bad-op", json.dumps({"v": 1, "op": "nope"}))]
-    response = index_env.handler(build_event(messages, "arn:aws:sqs:us-east-1:000000000000:q"), LocalContext())
+    response = index_env.handler(
+        build_event(messages, "arn:aws:sqs:us-east-1:000000000000:q"), LocalContext()
+    )
     assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["bad-json", "bad-op"]
     assert search(index_env, "alice", "a cat napping on the couch")[0] == "pets"
     assert search(index_env, "alice", "rocket launch", top_k=1) == ["space"]
     assert search(index_env, "alice", "anything", filter={"topic": "money"}) == ["money"]
     assert search(index_env, "bob", "a cat napping on the couch") == []
     # all good: an empty failure list
-    ok = index_env.handler(build_event([sqs_message("again", upsert("pets", DOCS["pets"]))], "arn:aws:sqs:us-east-1:0:q"), LocalContext())
+    ok = index_env.handler(
+        build_event([sqs_message("again", upsert("pets", DOCS["pets"]))], "arn:aws:sqs:us-east-1:0:q"),
+        LocalContext(),
+    )
     assert ok == {"batchItemFailures": []}
 
 
-def test_not_warmed_fails_every_record_with_the_reason(serve_env: Warmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_warmed_fails_every_record_with_the_reason(
+    serve_env: Warmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HFLAMBDA_MODEL_STORE", str(tmp_path / "empty-store"))
     monkeypatch.setenv("HFLAMBDA_VECTOR_URI", str(tmp_path / "vectors"))
     clear_caches()
@@ -106,4 +124,7 @@ def test_queue_to_search_through_the_poller_and_the_dlq_with_reasons(index_env: 
     # the listing left it parked; redrive moves it back
     moved = runner.invoke(app, ["dlq", "redrive", "--queue-url", queues.queue_url])
     assert moved.exit_code == 0 and "moved 1 message" in moved.stdout
-    assert runner.invoke(app, ["dlq", "list", "--queue-url", queues.queue_url]).stdout.strip() == "the DLQ is empty"
+    assert (
+        runner.invoke(app, ["dlq", "list", "--queue-url", queues.queue_url]).stdout.strip()
+        == "the DLQ is empty"
+    )

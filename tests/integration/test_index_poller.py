@@ -29,16 +29,26 @@ class Recorder:
             raise RuntimeError("boom")
         if self.bogus:
             return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "fail"]}
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "fail"
+            ]
+        }
 
 
 def send(sqs: Any, queue_url: str, *bodies: str) -> None:
     for body in bodies:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}})
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=body,
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}},
+        )
 
 
 def dlq_bodies(sqs: Any, dlq_url: str) -> list[str]:
-    messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+    messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+        "Messages", []
+    )
     return sorted(m["Body"] for m in messages)
 
 
@@ -51,9 +61,24 @@ def test_event_has_the_lambda_shape_and_successes_are_deleted(sqs: Any) -> None:
     records = [r for e in recorder.events for r in e["Records"]]
     assert sorted(r["body"] for r in records) == ["a", "b"]
     record = records[0]
-    assert set(record) >= {"messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody", "eventSource", "eventSourceARN", "awsRegion"}
-    assert record["eventSource"] == "aws:sqs" and record["eventSourceARN"].startswith("arn:aws:sqs:us-east-1:")
-    assert record["attributes"]["ApproximateReceiveCount"] == "1" and record["attributes"]["SentTimestamp"].isdigit()
+    assert set(record) >= {
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "messageAttributes",
+        "md5OfBody",
+        "eventSource",
+        "eventSourceARN",
+        "awsRegion",
+    }
+    assert record["eventSource"] == "aws:sqs" and record["eventSourceARN"].startswith(
+        "arn:aws:sqs:us-east-1:"
+    )
+    assert (
+        record["attributes"]["ApproximateReceiveCount"] == "1"
+        and record["attributes"]["SentTimestamp"].isdigit()
+    )
     assert record["messageAttributes"]["kind"]["stringValue"] == "test"
     assert record["awsRegion"] == "us-east-1"
     assert queue_depth(sqs, queues.queue_url) == 0 and poller.stats.deleted == 2
@@ -65,7 +90,9 @@ def test_failed_records_reappear_then_land_in_the_dlq(sqs: Any) -> None:
     recorder = Recorder()
     poller = Poller(queues.queue_url, recorder, sqs_client=sqs, wait_seconds=1)
     poller.drain(timeout=30)
-    seen = [(r["body"], r["attributes"]["ApproximateReceiveCount"]) for e in recorder.events for r in e["Records"]]
+    seen = [
+        (r["body"], r["attributes"]["ApproximateReceiveCount"]) for e in recorder.events for r in e["Records"]
+    ]
     assert ("ok", "1") in seen and ("fail", "1") in seen and ("fail", "2") in seen
     assert ("ok", "2") not in seen  # a success is deleted, never redelivered
     assert dlq_bodies(sqs, queues.dlq_url) == ["fail"]
@@ -105,9 +132,14 @@ def test_background_polling_stops_cleanly(sqs: Any) -> None:
 def test_batches_over_ten_are_gathered_from_several_receives(sqs: Any) -> None:
     queues = make_queues(sqs)
     for start in range(0, 25, 10):
-        sqs.send_message_batch(QueueUrl=queues.queue_url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(min(10, 25 - start))])
+        sqs.send_message_batch(
+            QueueUrl=queues.queue_url,
+            Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(min(10, 25 - start))],
+        )
     recorder = Recorder()
-    poller = Poller(queues.queue_url, recorder, sqs_client=sqs, batch_size=20, batching_window=0.2, wait_seconds=0)
+    poller = Poller(
+        queues.queue_url, recorder, sqs_client=sqs, batch_size=20, batching_window=0.2, wait_seconds=0
+    )
     poller.drain(timeout=30)
     assert [len(e["Records"]) for e in recorder.events] == [20, 5]
     assert len({r["messageId"] for e in recorder.events for r in e["Records"]}) == 25
@@ -131,8 +163,21 @@ def test_poller_process_as_hflambda_dev_runs_it(sqs: Any, aws_env: str, tmp_path
 
     queues = make_queues(sqs)
     out = tmp_path / "bodies.txt"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SQS_HANDLER_OUT": str(out), "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    argv = [sys.executable, "-m", "hflambda.poller", "--queue-url", queues.queue_url, "--handler", "tests.fakes.sqs_handler.handler"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SQS_HANDLER_OUT": str(out),
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "hflambda.poller",
+        "--queue-url",
+        queues.queue_url,
+        "--handler",
+        "tests.fakes.sqs_handler.handler",
+    ]
     process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         send(sqs, queues.queue_url, "one", "two")

@@ -28,8 +28,14 @@ class CountingClient:
         self.batches.append(len(Entries))
         if self.broken:
             raise ConnectionError("endpoint unreachable")
-        keep = [e for e in Entries if json.loads(e["MessageBody"]).get("document", {}).get("id") not in self.refuse]
-        response = self.sqs.send_message_batch(QueueUrl=QueueUrl, Entries=keep) if keep else {"Successful": []}
+        keep = [
+            e
+            for e in Entries
+            if json.loads(e["MessageBody"]).get("document", {}).get("id") not in self.refuse
+        ]
+        response = (
+            self.sqs.send_message_batch(QueueUrl=QueueUrl, Entries=keep) if keep else {"Successful": []}
+        )
         failed = [
             {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
             for e in Entries
@@ -41,7 +47,9 @@ class CountingClient:
 def received(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
     bodies = []
     while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
         if not messages:
             return bodies
         bodies.extend(json.loads(m["Body"]) for m in messages)
@@ -50,7 +58,9 @@ def received(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 def test_upserts_are_batched_ten_per_call_and_follow_the_contract(sqs: Any, index_queues: Queues) -> None:
     client = CountingClient(sqs)
     queue = IndexQueue(index_queues.queue_url, sqs_client=client)
-    result = queue.upsert("alice", [{"id": f"d{i}", "text": f"text {i}", "metadata": {"i": i}} for i in range(25)])
+    result = queue.upsert(
+        "alice", [{"id": f"d{i}", "text": f"text {i}", "metadata": {"i": i}} for i in range(25)]
+    )
     assert result.ok and len(result.queued) == 25 and client.batches == [10, 10, 5]
     assert result.raise_on_failure() is result
     bodies = received(sqs, index_queues.queue_url)
@@ -67,12 +77,17 @@ def test_deletes_and_explicit_ts(sqs: Any, index_queues: Queues) -> None:
     queue = IndexQueue(index_queues.queue_url, sqs_client=sqs)
     result = queue.delete("bob", ["a", "b"], ts=1234)
     assert [q.document_id for q in result.queued] == ["a", "b"]
-    assert sorted((b["document_id"], b["ts"], b["op"]) for b in received(sqs, index_queues.queue_url)) == [("a", 1234, "delete"), ("b", 1234, "delete")]
+    assert sorted((b["document_id"], b["ts"], b["op"]) for b in received(sqs, index_queues.queue_url)) == [
+        ("a", 1234, "delete"),
+        ("b", 1234, "delete"),
+    ]
 
 
 def test_entries_sqs_refuses_are_reported_per_document(sqs: Any, index_queues: Queues) -> None:
     client = CountingClient(sqs, refuse={"d3"})
-    result = IndexQueue(index_queues.queue_url, sqs_client=client).upsert("alice", [{"id": f"d{i}", "text": "x"} for i in range(5)])
+    result = IndexQueue(index_queues.queue_url, sqs_client=client).upsert(
+        "alice", [{"id": f"d{i}", "text": "x"} for i in range(5)]
+    )
     assert not result.ok
     assert [(f.document_id, f.code) for f in result.failed] == [("d3", "InternalError")]
     assert sorted(q.document_id for q in result.queued) == ["d0", "d1", "d2", "d4"]
@@ -82,7 +97,9 @@ def test_entries_sqs_refuses_are_reported_per_document(sqs: Any, index_queues: Q
 
 def test_a_failed_call_fails_its_entries_only(sqs: Any, index_queues: Queues) -> None:
     client = CountingClient(sqs, broken=True)
-    result = IndexQueue(index_queues.queue_url, sqs_client=client).upsert("alice", [{"id": f"d{i}", "text": "x"} for i in range(12)])
+    result = IndexQueue(index_queues.queue_url, sqs_client=client).upsert(
+        "alice", [{"id": f"d{i}", "text": "x"} for i in range(12)]
+    )
     assert len(result.failed) == 12 and {f.code for f in result.failed} == {"ConnectionError"}
 
 
@@ -92,7 +109,11 @@ def test_a_message_over_the_limit_is_rejected_before_anything_is_sent(sqs: Any, 
     docs = [{"id": "fine", "text": "small"}, {"id": "huge", "text": "x" * SQS_MAX_MESSAGE_BYTES}]
     with pytest.raises(PayloadTooLarge) as caught:
         queue.upsert("alice", docs)
-    assert caught.value.field == "documents[1]" and "'huge'" in caught.value.message and "262144" in caught.value.message
+    assert (
+        caught.value.field == "documents[1]"
+        and "'huge'" in caught.value.message
+        and "262144" in caught.value.message
+    )
     assert client.batches == [] and queue_depth(sqs, index_queues.queue_url) == 0
 
 

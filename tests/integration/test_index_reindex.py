@@ -42,10 +42,19 @@ def publish_copy_as_new_revision(store: Path) -> str:
 
 def index(module: ModuleType, docs: dict[str, str]) -> None:
     messages = [
-        {"MessageId": f"m-{doc}", "ReceiptHandle": "rh", "Body": json.dumps({"v": 1, "op": "upsert", "user_id": "alice", "ts": 1, "document": {"id": doc, "text": text}}), "Attributes": {}}
+        {
+            "MessageId": f"m-{doc}",
+            "ReceiptHandle": "rh",
+            "Body": json.dumps(
+                {"v": 1, "op": "upsert", "user_id": "alice", "ts": 1, "document": {"id": doc, "text": text}}
+            ),
+            "Attributes": {},
+        }
         for doc, text in docs.items()
     ]
-    assert module.handler(build_event(messages, "arn:aws:sqs:us-east-1:0:q"), LocalContext()) == {"batchItemFailures": []}
+    assert module.handler(build_event(messages, "arn:aws:sqs:us-east-1:0:q"), LocalContext()) == {
+        "batchItemFailures": []
+    }
 
 
 def search(module: ModuleType, query: str) -> tuple[str, list[str]]:
@@ -59,7 +68,10 @@ def test_new_revision_searches_only_its_own_vectors_until_reindexed(own_store: P
     from hflambda.cli import app
 
     module = fresh_module("functions.index.handler")
-    index(module, {"boat": "A sailing boat crossed the bay at dawn.", "bread": "Knead the dough and bake the bread."})
+    index(
+        module,
+        {"boat": "A sailing boat crossed the bay at dawn.", "bread": "Knead the dough and bake the bread."},
+    )
     old_revision, hits = search(module, "sailing")
     assert hits[0] == "boat"
 

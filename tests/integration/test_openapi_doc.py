@@ -106,7 +106,11 @@ def test_document_is_deterministic_and_machine_free(app: FastAPI, tmp_path: Path
 
 def test_every_operation_has_its_stable_snake_case_id(app: FastAPI) -> None:
     schema = app_schema(app)
-    found = {(method, path): op["operationId"] for path, ops in schema["paths"].items() for method, op in ops.items()}
+    found = {
+        (method, path): op["operationId"]
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    }
     assert found == OPERATION_IDS
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", op) for op in found.values())
 
@@ -121,7 +125,9 @@ def test_every_documented_error_has_the_error_body(app: FastAPI) -> None:
                 if status.startswith("2"):
                     continue
                 errors += 1
-                assert answer["content"]["application/json"]["schema"] == ERROR_BODY, f"{method} {path} {status}"
+                assert answer["content"]["application/json"]["schema"] == ERROR_BODY, (
+                    f"{method} {path} {status}"
+                )
                 assert answer["description"], f"{method} {path} {status}"
     assert errors > 40
 
@@ -129,7 +135,16 @@ def test_every_documented_error_has_the_error_body(app: FastAPI) -> None:
 def test_search_documents_the_errors_it_answers(app: FastAPI) -> None:
     responses = app_schema(app)["paths"]["/v1/search"]["post"]["responses"]
     # 404: no default embedding model; 502: the vector store failed; 413: the body guard's limit
-    assert sorted(int(s) for s in responses if not s.startswith("2")) == [400, 401, 404, 413, 415, 422, 502, 503]
+    assert sorted(int(s) for s in responses if not s.startswith("2")) == [
+        400,
+        401,
+        404,
+        413,
+        415,
+        422,
+        502,
+        503,
+    ]
 
 
 # --- each documented status, produced by a real request --------------------------------------
@@ -156,7 +171,9 @@ class Api:
             return
         with pytest.MonkeyPatch.context() as patch:
             for name, value in values.items():
-                patch.setenv(f"HFLAMBDA_{name.upper()}", value.replace("@FILE@", str(self.tmp_path / "not-a-folder")))
+                patch.setenv(
+                    f"HFLAMBDA_{name.upper()}", value.replace("@FILE@", str(self.tmp_path / "not-a-folder"))
+                )
             clear_caches()
             yield
         clear_caches()
@@ -189,7 +206,9 @@ def too_large(api: Api, method: str, path: str) -> httpx.Response:
 
 
 def not_json(api: Api, method: str, path: str) -> httpx.Response:
-    return api.call(method, path, content=b"input=hello", headers={"content-type": "application/x-www-form-urlencoded"})
+    return api.call(
+        method, path, content=b"input=hello", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
 
 
 def body(payload: dict[str, Any], path: str | None = None, **env: str) -> Trigger:
@@ -319,11 +338,19 @@ def test_each_route_documents_exactly_the_errors_it_answers(api: Api) -> None:
     schema = app_schema(api.client.app)  # type: ignore[arg-type]
     assert set(TRIGGERS) == set(OPERATION_IDS)
     for (method, path), triggers in TRIGGERS.items():
-        documented = sorted(int(s) for s in schema["paths"][path][method]["responses"] if not s.startswith("2"))
-        assert documented == sorted(triggers), f"{method.upper()} {path} documents {documented}; the test produces {sorted(triggers)}"
+        documented = sorted(
+            int(s) for s in schema["paths"][path][method]["responses"] if not s.startswith("2")
+        )
+        assert documented == sorted(triggers), (
+            f"{method.upper()} {path} documents {documented}; the test produces {sorted(triggers)}"
+        )
         route = path.replace("{model_id}", "embed").replace("{alias}", "embed").replace("{document_id}", "d1")
         for status, trigger in triggers.items():
             response = trigger(api, method, route)
-            assert response.status_code == status, f"{method.upper()} {path}: {status} expected, got {response.status_code} {response.text}"
+            assert response.status_code == status, (
+                f"{method.upper()} {path}: {status} expected, got {response.status_code} {response.text}"
+            )
             error = response.json()
-            assert set(error) == {"error"} and error["error"]["type"] and error["error"]["message"], response.text
+            assert set(error) == {"error"} and error["error"]["type"] and error["error"]["message"], (
+                response.text
+            )

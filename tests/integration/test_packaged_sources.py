@@ -50,7 +50,9 @@ def _install_fake_parts(site: Path, blob: bytes, parts: int = 3, *, skip: int | 
         (site / name).write_bytes(blob[(index - 1) * size : index * size])
         info = site / f"{package}-0.0.1.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: hflambda-fake-part-{index:03d}\nVersion: 0.0.1\n")
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: hflambda-fake-part-{index:03d}\nVersion: 0.0.1\n"
+        )
         (info / "RECORD").write_text(f"{name},,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
 
 
@@ -60,7 +62,9 @@ def _registry(path: Path, table: str) -> Path:
 
 
 @pytest.fixture
-def split_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_classifier_dir: Path) -> tuple[Path, str]:
+def split_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_classifier_dir: Path
+) -> tuple[Path, str]:
     """Three fake part distributions on sys.path, and the joined zip's sha256."""
     blob = _zip_folder(tiny_classifier_dir)
     site = tmp_path / "site"
@@ -87,7 +91,9 @@ def _warm(registry: Path, store: Path) -> object:
     return outcome
 
 
-def test_split_package_joins_parts_in_order_and_publishes(split_site: tuple[Path, str], tmp_path: Path) -> None:
+def test_split_package_joins_parts_in_order_and_publishes(
+    split_site: tuple[Path, str], tmp_path: Path
+) -> None:
     _, sha = split_site
     parts = locate_packaged(SPLIT_URI)
     assert [p.distribution for p in parts] == [f"hflambda-fake-part-{i:03d}" for i in (1, 2, 3)]
@@ -96,7 +102,9 @@ def test_split_package_joins_parts_in_order_and_publishes(split_site: tuple[Path
     model = ModelStore(tmp_path / "store").resolve("tiny", verify_hashes=True)
     manifest = json.loads((model.path / "manifest.json").read_text())
     assert manifest["revision"] == f"dist-{sha[:16]}-c1"
-    assert sorted(manifest["source_files"]) == [f"hflambda_fake_part_{i:03d}/tiny.zip.{i:03d}" for i in (1, 2, 3)]
+    assert sorted(manifest["source_files"]) == [
+        f"hflambda_fake_part_{i:03d}/tiny.zip.{i:03d}" for i in (1, 2, 3)
+    ]
     source = manifest["info"]["source"]
     assert source["sha256"] == sha and source["conversion"]["kind"] == "zip" and source["file"] == "tiny.zip"
     assert source["distributions"] == [f"hflambda-fake-part-{i:03d}==0.0.1" for i in (1, 2, 3)]
@@ -127,7 +135,9 @@ def test_a_missing_middle_part_is_named(tmp_path: Path, monkeypatch: pytest.Monk
         locate_packaged("dist://hflambda-no-such-package/x.gguf")
 
 
-def test_a_gguf_with_another_sha256_is_refused_before_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gguf_with_another_sha256_is_refused_before_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     table = f"""
 [models.chat]
@@ -155,7 +165,15 @@ def test_registry_rules_for_packaged_and_trained_sources() -> None:
     # a profile pointing a Hub model at a packaged or trained source drops the Hub revision
     registry = load_registry(REPO / "models.toml", profile="local")
     assert registry.get("chat").revision is None and registry.get("chat").source_sha256
-    assert registry.get("classify").revision is None and registry.get("classify").source_uri == "train://sentiment-minilm"
-    assert registry.get("embed").revision == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"  # pkg:// keeps its pin
+    assert (
+        registry.get("classify").revision is None
+        and registry.get("classify").source_uri == "train://sentiment-minilm"
+    )
+    assert (
+        registry.get("embed").revision == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    )  # pkg:// keeps its pin
     aws = load_registry(REPO / "models.toml", profile="aws")
-    assert aws.get("chat").source_uri == "hf://Qwen/Qwen2.5-0.5B-Instruct" and not aws.get("chat").builder_options
+    assert (
+        aws.get("chat").source_uri == "hf://Qwen/Qwen2.5-0.5B-Instruct"
+        and not aws.get("chat").builder_options
+    )

@@ -47,8 +47,12 @@ def test_embeddings_openai_shape(client: TestClient) -> None:
 def test_base64_encoding(client: TestClient) -> None:
     import base64
 
-    floats = client.post("/v1/embeddings", json={"input": "hi", "model": "embed"}).json()["data"][0]["embedding"]
-    encoded = client.post("/v1/embeddings", json={"input": "hi", "model": "embed", "encoding_format": "base64"}).json()
+    floats = client.post("/v1/embeddings", json={"input": "hi", "model": "embed"}).json()["data"][0][
+        "embedding"
+    ]
+    encoded = client.post(
+        "/v1/embeddings", json={"input": "hi", "model": "embed", "encoding_format": "base64"}
+    ).json()
     decoded = np.frombuffer(base64.b64decode(encoded["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(decoded, floats, atol=1e-6)
 
@@ -67,7 +71,9 @@ def test_base64_encoding(client: TestClient) -> None:
         ({"input": ["fine", "word " * 400], "model": "embed"}, 400, "input[1]"),
     ],
 )
-def test_bad_input_is_a_clear_4xx(client: TestClient, body: dict[str, object], status: int, param: str) -> None:
+def test_bad_input_is_a_clear_4xx(
+    client: TestClient, body: dict[str, object], status: int, param: str
+) -> None:
     response = client.post("/v1/embeddings", json=body)
     assert response.status_code == status, response.text
     error = error_of(response)
@@ -76,7 +82,9 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, body: dict[str, object], s
 
 
 def test_truncation_on_request(client: TestClient) -> None:
-    response = client.post("/v1/embeddings", json={"input": ["word " * 400], "model": "embed", "truncate": True})
+    response = client.post(
+        "/v1/embeddings", json={"input": ["word " * 400], "model": "embed", "truncate": True}
+    )
     assert response.status_code == 200
     assert response.json()["usage"]["prompt_tokens"] == 256
 
@@ -98,11 +106,22 @@ def test_batch_over_limit_is_413(client: TestClient, monkeypatch: pytest.MonkeyP
     response = client.post("/v1/embeddings", json={"input": ["x"] * 1000, "model": "embed"})
     assert response.status_code == 413
     error = error_of(response)
-    assert error["details"]["max_inputs"] == 670 and "at most 670" in error["message"] and "base64 fits 2048" in error["message"]
+    assert (
+        error["details"]["max_inputs"] == 670
+        and "at most 670" in error["message"]
+        and "base64 fits 2048" in error["message"]
+    )
     fitting = client.post("/v1/embeddings", json={"input": ["x"] * 670, "model": "embed"})
     assert fitting.status_code == 200 and len(fitting.content) < 6_291_456
     # base64 (the openai SDK's default) takes OpenAI's full 2,048
-    assert len(client.post("/v1/embeddings", json={"input": ["x"] * 2048, "model": "embed", "encoding_format": "base64"}).json()["data"]) == 2048
+    assert (
+        len(
+            client.post(
+                "/v1/embeddings", json={"input": ["x"] * 2048, "model": "embed", "encoding_format": "base64"}
+            ).json()["data"]
+        )
+        == 2048
+    )
 
 
 def test_token_id_inputs_are_a_400_naming_the_langchain_switch(client: TestClient) -> None:
@@ -114,13 +133,17 @@ def test_token_id_inputs_are_a_400_naming_the_langchain_switch(client: TestClien
 
 
 def test_body_over_limit_is_413(client: TestClient) -> None:
-    response = client.post("/v1/embeddings", content=b"x" * 1_100_000, headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/embeddings", content=b"x" * 1_100_000, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert error_of(response)["type"] == "payload_too_large"
 
 
 def test_malformed_json_is_422(client: TestClient) -> None:
-    response = client.post("/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     error_of(response)
 
@@ -143,7 +166,9 @@ def test_predict_classification_and_embeddings(client: TestClient) -> None:
 def test_models_lists_readiness(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     states = {m["id"]: m for m in body["data"]}
-    assert states["embed"]["ready"] and states["embed"]["revision"] == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    assert (
+        states["embed"]["ready"] and states["embed"]["revision"] == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    )
     assert states["classify"]["task"] == "text-classification"
 
 
@@ -152,7 +177,9 @@ def test_health_needs_no_token(client: TestClient) -> None:
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
-def test_not_warmed_model_is_503_with_retry_after(warmed: Warmed, auth_env: DevIssuer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_not_warmed_model_is_503_with_retry_after(
+    warmed: Warmed, auth_env: DevIssuer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HFLAMBDA_MODEL_STORE", str(tmp_path / "empty"))
     monkeypatch.setenv("HFLAMBDA_REGISTRY", str(warmed.registry))
     clear_caches()
@@ -162,6 +189,10 @@ def test_not_warmed_model_is_503_with_retry_after(warmed: Warmed, auth_env: DevI
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     error = error_of(response)
-    assert error["type"] == "model_not_ready" and "'embed'" in str(error["message"]) and "warmup" in str(error["message"])
+    assert (
+        error["type"] == "model_not_ready"
+        and "'embed'" in str(error["message"])
+        and "warmup" in str(error["message"])
+    )
     assert client.get("/health").json()["models_ready"] == 0
     clear_caches()

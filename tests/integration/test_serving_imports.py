@@ -36,7 +36,14 @@ def test_predict_and_index_import_no_heavy_libraries(warmed: Warmed, tmp_path: P
         "HFLAMBDA_VECTOR_URI": str(tmp_path / "vectors"),
         "PYTHONPATH": str(REPO),
     }
-    out = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE % (HEAVY,)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
@@ -70,7 +77,14 @@ def test_lambda_cold_path_skips_the_verifier_and_xray(warmed: Warmed, tmp_path: 
         "POWERTOOLS_METRICS_DISABLED": "true",
         "PYTHONPATH": str(REPO),
     }
-    out = subprocess.run([sys.executable, "-c", LAMBDA_PROBE], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", LAMBDA_PROBE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"status": 200, "loaded": []}

@@ -41,19 +41,28 @@ print(json.dumps({"backend": type(store).__name__, "hits": [h.document_id for h 
 def test_the_aws_backend_path_imports_no_lancedb_or_pyarrow(aws_vectors: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "PATH", "HOME"))} | aws_vectors
     env["PYTHONPATH"] = os.pathsep.join(["layers", "."])
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"backend": "S3VectorsStore", "hits": ["d"], "heavy": []}
 
 
 def test_dev_stack_creates_the_resources_the_functions_use(moto_server: str, aws_env: str) -> None:
-    env = create_aws_vectors(moto_server, dimensions=8, bucket="dev-vectors-test", index="chunks", table="dev-catalogue-test")
+    env = create_aws_vectors(
+        moto_server, dimensions=8, bucket="dev-vectors-test", index="chunks", table="dev-catalogue-test"
+    )
     settings = Settings(
-        vector_backend="aws", vector_bucket=env["HFLAMBDA_VECTOR_BUCKET"], vector_index=env["HFLAMBDA_VECTOR_INDEX"], vector_table=env["HFLAMBDA_VECTOR_TABLE"]
+        vector_backend="aws",
+        vector_bucket=env["HFLAMBDA_VECTOR_BUCKET"],
+        vector_index=env["HFLAMBDA_VECTOR_INDEX"],
+        vector_table=env["HFLAMBDA_VECTOR_TABLE"],
     )
     store = open_vector_store(settings)
     assert isinstance(store, S3VectorsStore)
-    create_aws_vectors(moto_server, dimensions=8, bucket="dev-vectors-test", index="chunks", table="dev-catalogue-test")  # idempotent
+    create_aws_vectors(
+        moto_server, dimensions=8, bucket="dev-vectors-test", index="chunks", table="dev-catalogue-test"
+    )  # idempotent
     assert store.search("nobody", np.ones(8, dtype=np.float32), space=VectorSpace("e", "r", 8)) == []
 
 
@@ -65,7 +74,15 @@ def test_api_calls_per_batch_are_bounded(aws_vectors: dict[str, str]) -> None:
     space = VectorSpace("embed", "r1", 8)
     rng = np.random.default_rng(3)
     ops = [
-        UpsertOp("u", f"d{i}", version_key(1, "upsert", str(i)), 1, f"doc {i}", {"i": i}, tuple(Chunk(c, "x", 0, 1, rng.standard_normal(8).astype(np.float32)) for c in range(3)))
+        UpsertOp(
+            "u",
+            f"d{i}",
+            version_key(1, "upsert", str(i)),
+            1,
+            f"doc {i}",
+            {"i": i},
+            tuple(Chunk(c, "x", 0, 1, rng.standard_normal(8).astype(np.float32)) for c in range(3)),
+        )
         for i in range(100)
     ]
     store.calls.clear()

@@ -37,7 +37,14 @@ def messages(rng: random.Random) -> list[dict[str, Any]]:
     for user in ("alice", "bob"):
         for d in range(30):
             for ts in rng.sample(range(1, 2000), rng.randint(2, 6)):
-                out.append({"user": user, "doc": f"doc{d}", "ts": ts, "op": "delete" if rng.random() < 0.2 else "upsert"})
+                out.append(
+                    {
+                        "user": user,
+                        "doc": f"doc{d}",
+                        "ts": ts,
+                        "op": "delete" if rng.random() < 0.2 else "upsert",
+                    }
+                )
     out += rng.sample(out, len(out) // 4)  # at-least-once delivery: duplicates
     rng.shuffle(out)
     return out
@@ -55,7 +62,9 @@ def newest(all_messages: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
     return best
 
 
-def run_writers(plans: list[list[list[dict[str, Any]]]], crash: dict[int, int], env: dict[str, str], tmp: Path) -> list[set[int]]:
+def run_writers(
+    plans: list[list[list[dict[str, Any]]]], crash: dict[int, int], env: dict[str, str], tmp: Path
+) -> list[set[int]]:
     """Start one process per plan at once; returns the acknowledged batch numbers of each."""
     procs = []
     for i, plan in enumerate(plans):
@@ -64,7 +73,9 @@ def run_writers(plans: list[list[list[dict[str, Any]]]], crash: dict[int, int], 
         argv = [sys.executable, "-m", "tests.fakes.vector_writer", str(path)]
         if i in crash:
             argv += ["--crash-at", str(crash[i])]
-        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     acked = []
     for i, proc in enumerate(procs):
         out, err = proc.communicate(timeout=300)
@@ -74,7 +85,9 @@ def run_writers(plans: list[list[list[dict[str, Any]]]], crash: dict[int, int], 
     return acked
 
 
-def test_32_writers_with_crashes_and_redeliveries_converge(aws_vectors: dict[str, str], tmp_path: Path) -> None:
+def test_32_writers_with_crashes_and_redeliveries_converge(
+    aws_vectors: dict[str, str], tmp_path: Path
+) -> None:
     rng = random.Random(13)
     sent = messages(rng)
     batches = [sent[i : i + BATCH] for i in range(0, len(sent), BATCH)]
@@ -114,11 +127,17 @@ def test_32_writers_with_crashes_and_redeliveries_converge(aws_vectors: dict[str
         ids = [h.document_id for h in hits]
         assert len(ids) == len(set(ids))
         if m["op"] == "upsert":
-            assert ids[0] == doc and hits[0].text == f"{text_of(doc, m['ts'])} #0" and hits[0].metadata == {"ts": m["ts"]}
+            assert (
+                ids[0] == doc
+                and hits[0].text == f"{text_of(doc, m['ts'])} #0"
+                and hits[0].metadata == {"ts": m["ts"]}
+            )
             stored_doc = store.get_document(user, doc)
             assert stored_doc is not None and stored_doc.text == text_of(doc, m["ts"])
         else:
             assert doc not in ids
             tomb = store.get_document(user, doc)
             assert tomb is not None and tomb.deleted
-    print(f"32 writers: {len(sent)} messages in {len(batches)} batches, first pass {first_pass:.1f} s, {len(redeliver)} batches redelivered")
+    print(
+        f"32 writers: {len(sent)} messages in {len(batches)} batches, first pass {first_pass:.1f} s, {len(redeliver)} batches redelivered"
+    )

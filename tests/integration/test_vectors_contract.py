@@ -38,7 +38,16 @@ def unit(seed: int | None = None) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def upsert(user: str, doc: str, ts: int, chunks: int = 1, *, text: str = "t", metadata: dict | None = None, seed: int | None = None) -> UpsertOp:
+def upsert(
+    user: str,
+    doc: str,
+    ts: int,
+    chunks: int = 1,
+    *,
+    text: str = "t",
+    metadata: dict | None = None,
+    seed: int | None = None,
+) -> UpsertOp:
     return UpsertOp(
         user_id=user,
         document_id=doc,
@@ -46,7 +55,10 @@ def upsert(user: str, doc: str, ts: int, chunks: int = 1, *, text: str = "t", me
         ts=ts,
         text=text,
         metadata=metadata or {},
-        chunks=tuple(Chunk(i, f"{text} #{i}", i * 10, i * 10 + 5, unit(None if seed is None else seed + i)) for i in range(chunks)),
+        chunks=tuple(
+            Chunk(i, f"{text} #{i}", i * 10, i * 10 + 5, unit(None if seed is None else seed + i))
+            for i in range(chunks)
+        ),
     )
 
 
@@ -58,11 +70,16 @@ def delete(user: str, doc: str, ts: int) -> DeleteOp:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     """A factory of store instances on one fresh store (each instance: another process's view)."""
     if request.param == "local":
-        settings = Settings(vector_backend="local", vector_uri=str(tmp_path / "vectors"), vector_index_min_rows=200)
+        settings = Settings(
+            vector_backend="local", vector_uri=str(tmp_path / "vectors"), vector_index_min_rows=200
+        )
     else:
         env = request.getfixturevalue("aws_vectors")
         settings = Settings(
-            vector_backend="aws", vector_bucket=env["HFLAMBDA_VECTOR_BUCKET"], vector_index=env["HFLAMBDA_VECTOR_INDEX"], vector_table=env["HFLAMBDA_VECTOR_TABLE"]
+            vector_backend="aws",
+            vector_bucket=env["HFLAMBDA_VECTOR_BUCKET"],
+            vector_index=env["HFLAMBDA_VECTOR_INDEX"],
+            vector_table=env["HFLAMBDA_VECTOR_TABLE"],
         )
     return lambda: open_vector_store(settings)
 
@@ -72,7 +89,9 @@ def store(backend: Factory) -> VectorStore:
     return backend()
 
 
-def texts(store: VectorStore, user: str, *, top_k: int = 100, space: VectorSpace = SPACE, **options: object) -> dict[str, str]:
+def texts(
+    store: VectorStore, user: str, *, top_k: int = 100, space: VectorSpace = SPACE, **options: object
+) -> dict[str, str]:
     """Every document the user can find (document id → the text of its best chunk)."""
     hits = store.search(user, unit(0), space=space, top_k=top_k, **options)  # type: ignore[arg-type]
     assert len({h.document_id for h in hits}) == len(hits), "one hit per document"
@@ -141,7 +160,9 @@ def test_search_is_scoped_to_the_user_and_the_model_revision(store: VectorStore)
 
 @pytest.mark.parametrize("evil", ["x' OR '1'='1", 'x") OR true --', "back\\slash", "ünï'cødé"])
 def test_ids_and_filters_cannot_break_out_of_their_literal(store: VectorStore, evil: str) -> None:
-    store.apply([upsert(evil, evil, 1, text="evil", metadata={"k": evil}), upsert("u", "d", 1, text="plain")], SPACE)
+    store.apply(
+        [upsert(evil, evil, 1, text="evil", metadata={"k": evil}), upsert("u", "d", 1, text="plain")], SPACE
+    )
     assert texts(store, evil) == {evil: "evil #0"}
     assert texts(store, evil, filter={"k": evil}) == {evil: "evil #0"}
     assert texts(store, "u", filter={"k": evil}) == {}
@@ -150,7 +171,14 @@ def test_ids_and_filters_cannot_break_out_of_their_literal(store: VectorStore, e
 def test_one_hit_per_document_filters_and_metadata_stored_once(store: VectorStore) -> None:
     store.apply(
         [
-            upsert("u", "en", 1, 3, text="english", metadata={"lang": "en", "year": 2024, "tags": ["a", "b"], "nested": {"x": 1}}),
+            upsert(
+                "u",
+                "en",
+                1,
+                3,
+                text="english",
+                metadata={"lang": "en", "year": 2024, "tags": ["a", "b"], "nested": {"x": 1}},
+            ),
             upsert("u", "fr", 1, 2, text="french", metadata={"lang": "fr", "year": 2023.0, "tags": ["b"]}),
             upsert("u", "none", 1, 1, text="bare"),
         ],
@@ -164,7 +192,9 @@ def test_one_hit_per_document_filters_and_metadata_stored_once(store: VectorStor
     assert set(texts(store, "u", filter={"tags": "a", "lang": "en"})) == {"en"}
     assert set(texts(store, "u", filter={"tags": "a", "lang": "fr"})) == set()
     hit = next(h for h in store.search("u", unit(0), space=SPACE, top_k=10) if h.document_id == "en")
-    assert hit.metadata == {"lang": "en", "year": 2024, "tags": ["a", "b"], "nested": {"x": 1}} and hit.ts == 1
+    assert (
+        hit.metadata == {"lang": "en", "year": 2024, "tags": ["a", "b"], "nested": {"x": 1}} and hit.ts == 1
+    )
 
 
 def test_an_empty_filter_list_is_bad_input_not_a_store_failure(store: VectorStore) -> None:
@@ -176,7 +206,15 @@ def test_an_empty_filter_list_is_bad_input_not_a_store_failure(store: VectorStor
 
 def test_top_k_documents_even_when_one_document_has_many_chunks(store: VectorStore) -> None:
     query = unit(0)
-    close = UpsertOp("u", "big", version_key(1, "upsert", "big"), 1, "big", {}, tuple(Chunk(i, f"big {i}", 0, 1, query) for i in range(30)))
+    close = UpsertOp(
+        "u",
+        "big",
+        version_key(1, "upsert", "big"),
+        1,
+        "big",
+        {},
+        tuple(Chunk(i, f"big {i}", 0, 1, query) for i in range(30)),
+    )
     store.apply([close, *(upsert("u", f"d{i}", 1, text=f"d{i}") for i in range(8))], SPACE)
     hits = store.search("u", query, space=SPACE, top_k=5)
     assert len(hits) == 5 and hits[0].document_id == "big" and len({h.document_id for h in hits}) == 5
@@ -184,25 +222,41 @@ def test_top_k_documents_even_when_one_document_has_many_chunks(store: VectorSto
 
 def test_failures_are_recorded_and_read_back(store: VectorStore) -> None:
     now = datetime.now(UTC)
-    store.record_failures([FailureRecord("m1", "embedding failed: boom", 2, "arn:q", now), FailureRecord("m2", "invalid message: x", 1, "", now)])
+    store.record_failures(
+        [
+            FailureRecord("m1", "embedding failed: boom", 2, "arn:q", now),
+            FailureRecord("m2", "invalid message: x", 1, "", now),
+        ]
+    )
     reasons = store.failure_reasons(["m1", "m2", "m3"])
     assert set(reasons) == {"m1", "m2"}
-    assert (reasons["m1"].reason, reasons["m1"].receive_count, reasons["m1"].source) == ("embedding failed: boom", 2, "arn:q")
+    assert (reasons["m1"].reason, reasons["m1"].receive_count, reasons["m1"].source) == (
+        "embedding failed: boom",
+        2,
+        "arn:q",
+    )
 
 
 def test_the_failure_ledger_is_its_own_protocol_and_every_backend_keeps_one(backend: Factory) -> None:
     writer, reader = backend(), backend()
     assert not hasattr(VectorStore, "record_failures") and not hasattr(VectorStore, "failure_reasons")
     assert isinstance(writer, FailureLedger) and isinstance(reader, FailureLedger)
-    writer.record_failures([FailureRecord("m9", "vector store write failed: x", 3, "arn:q", datetime.now(UTC))])
+    writer.record_failures(
+        [FailureRecord("m9", "vector store write failed: x", 3, "arn:q", datetime.now(UTC))]
+    )
     found = reader.failure_reasons(["m9", "m10"])
-    assert list(found) == ["m9"] and (found["m9"].reason, found["m9"].receive_count) == ("vector store write failed: x", 3)
+    assert list(found) == ["m9"] and (found["m9"].reason, found["m9"].receive_count) == (
+        "vector store write failed: x",
+        3,
+    )
 
 
 def test_stale_documents_and_reindex_move_to_the_new_revision(store: VectorStore) -> None:
     store.apply([upsert("u", "a", 1, 2, text="a"), upsert("u", "b", 1, text="b"), delete("u", "c", 1)], SPACE)
     pages = list(store.stale_documents(NEXT, batch_size=1))
-    assert sorted(d.document_id for page in pages for d in page) == ["a", "b"] and all(len(p) == 1 for p in pages)
+    assert sorted(d.document_id for page in pages for d in page) == ["a", "b"] and all(
+        len(p) == 1 for p in pages
+    )
     docs = {d.document_id: d for page in pages for d in page}
     assert docs["a"].text == "a"
     ops = [upsert("u", d.document_id, d.ts, 1, text=d.text) for d in docs.values()]
@@ -223,14 +277,18 @@ def test_writes_are_visible_at_once_to_another_instance(backend: Factory) -> Non
     writer.apply([upsert("u", f"d{i}", 1, text=f"doc{i}") for i in range(1, 260)], SPACE)
     maintainer.maintain()  # local: builds the ANN and scalar indexes (index_min_rows=200)
     probe = unit(12345)
-    late = UpsertOp("u", "late", version_key(2, "upsert", "late"), 2, "late", {}, (Chunk(0, "late #0", 0, 4, probe),))
+    late = UpsertOp(
+        "u", "late", version_key(2, "upsert", "late"), 2, "late", {}, (Chunk(0, "late #0", 0, 4, probe),)
+    )
     writer.apply([late], SPACE)
     assert reader.search("u", probe, space=SPACE, top_k=1)[0].document_id == "late"
     writer.apply([delete("u", "late", 3)], SPACE)
     assert "late" not in {h.document_id for h in reader.search("u", probe, space=SPACE, top_k=3)}
 
 
-def crash_after_vectors(store: VectorStore, op: UpsertOp, meanwhile: Callable[[], object] = lambda: None) -> None:
+def crash_after_vectors(
+    store: VectorStore, op: UpsertOp, meanwhile: Callable[[], object] = lambda: None
+) -> None:
     """A writer that started ``op`` (``meanwhile`` runs after it registered or read what it
     needs), wrote its vectors, and died before its catalogue write."""
     from hflambda.vectors.aws import S3VectorsStore, _Entry, _now_ms

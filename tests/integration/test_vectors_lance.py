@@ -19,11 +19,22 @@ RNG = np.random.default_rng(7)
 
 
 def unit(seed: int | None = None, dims: int = 8) -> np.ndarray:
-    vector = (np.random.default_rng(seed) if seed is not None else RNG).standard_normal(dims).astype(np.float32)
+    vector = (
+        (np.random.default_rng(seed) if seed is not None else RNG).standard_normal(dims).astype(np.float32)
+    )
     return vector / np.linalg.norm(vector)
 
 
-def upsert(user: str, doc: str, ts: int, chunks: int = 1, *, text: str = "t", metadata: dict | None = None, space: VectorSpace = SPACE) -> UpsertOp:
+def upsert(
+    user: str,
+    doc: str,
+    ts: int,
+    chunks: int = 1,
+    *,
+    text: str = "t",
+    metadata: dict | None = None,
+    space: VectorSpace = SPACE,
+) -> UpsertOp:
     return UpsertOp(
         user_id=user,
         document_id=doc,
@@ -31,7 +42,9 @@ def upsert(user: str, doc: str, ts: int, chunks: int = 1, *, text: str = "t", me
         ts=ts,
         text=text,
         metadata=metadata or {},
-        chunks=tuple(Chunk(i, f"{text} #{i}", i * 10, i * 10 + 5, unit(dims=space.dimensions)) for i in range(chunks)),
+        chunks=tuple(
+            Chunk(i, f"{text} #{i}", i * 10, i * 10 + 5, unit(dims=space.dimensions)) for i in range(chunks)
+        ),
     )
 
 
@@ -72,7 +85,9 @@ def test_redelivery_changes_nothing_and_older_never_overwrites(store: LanceVecto
 
 
 def test_newest_in_one_batch_wins(store: LanceVectorStore) -> None:
-    result = store.apply([upsert("u", "d", 3, text="c"), upsert("u", "d", 9, text="z"), upsert("u", "d", 1, text="a")], SPACE)
+    result = store.apply(
+        [upsert("u", "d", 3, text="c"), upsert("u", "d", 9, text="z"), upsert("u", "d", 1, text="a")], SPACE
+    )
     assert sorted(result.superseded) == [("u", "d"), ("u", "d")]
     assert chunk_map(store, "u", "d") == {0: "z #0"}
 
@@ -196,7 +211,13 @@ def test_search_is_scoped_to_the_user_and_the_model_revision(store: LanceVectorS
 
 @pytest.mark.parametrize(
     "evil",
-    ["alice' OR '1'='1", "alice\\' OR 1=1 --", "x' OR user_id <> '", "alice'); DROP TABLE documents; --", "ali\x00ce"],
+    [
+        "alice' OR '1'='1",
+        "alice\\' OR 1=1 --",
+        "x' OR user_id <> '",
+        "alice'); DROP TABLE documents; --",
+        "ali\x00ce",
+    ],
 )
 def test_user_ids_and_filters_cannot_break_out_of_their_literal(store: LanceVectorStore, evil: str) -> None:
     store.apply([upsert("alice", "a1", 1, metadata={"lang": "en"})], SPACE)
@@ -229,7 +250,11 @@ def test_one_hit_per_document_and_metadata_filters(store: LanceVectorStore) -> N
     assert ids({"lang": "en", "n": 2}) == []
     assert ids({"lang": "1"}) == []
     assert ids({}) == ["de", "fr", "long"]
-    assert store.search("u", unit(5), space=SPACE, top_k=2)[0].metadata in ({"lang": "en", "tags": ["a", "b"], "n": 1}, {"lang": "fr", "n": 1.0}, {"lang": "de", "nested": {"x": 1}})
+    assert store.search("u", unit(5), space=SPACE, top_k=2)[0].metadata in (
+        {"lang": "en", "tags": ["a", "b"], "n": 1},
+        {"lang": "fr", "n": 1.0},
+        {"lang": "de", "nested": {"x": 1}},
+    )
 
 
 def test_top_k_documents_even_when_one_document_has_many_chunks(store: LanceVectorStore) -> None:
@@ -263,7 +288,12 @@ def test_failures_are_recorded_and_expired(store: LanceVectorStore) -> None:
     from hflambda.vectors.ledger import FailureRecord
 
     now = datetime.now(UTC)
-    store.record_failures([FailureRecord("m1", "first", 1, "arn", now - timedelta(seconds=5)), FailureRecord("m1", "second", 2, "arn", now)])
+    store.record_failures(
+        [
+            FailureRecord("m1", "first", 1, "arn", now - timedelta(seconds=5)),
+            FailureRecord("m1", "second", 2, "arn", now),
+        ]
+    )
     store.record_failures([FailureRecord("m2", "old", 1, "arn", now - timedelta(days=30))])
     found = store.failure_reasons(["m1", "m2", "m3"])
     assert found["m1"].reason == "second" and found["m1"].receive_count == 2 and "m3" not in found
@@ -272,16 +302,31 @@ def test_failures_are_recorded_and_expired(store: LanceVectorStore) -> None:
 
 
 def test_stale_documents_and_reindex_move_to_the_new_revision(store: LanceVectorStore) -> None:
-    store.apply([upsert("u", f"d{i}", 1, 2, text=f"text {i}") for i in range(5)] + [delete("u", "gone", 1)], SPACE)
+    store.apply(
+        [upsert("u", f"d{i}", 1, 2, text=f"text {i}") for i in range(5)] + [delete("u", "gone", 1)], SPACE
+    )
     assert list(store.stale_documents(SPACE)) == []
     rev2 = VectorSpace("embed", "rev-2", 8)
     pages = list(store.stale_documents(rev2, batch_size=2))
     assert [len(p) for p in pages] == [2, 2, 1]
     docs = [d for page in pages for d in page]
     assert {d.document_id for d in docs} == {f"d{i}" for i in range(5)}
-    ops = [UpsertOp(d.user_id, d.document_id, d.version, d.ts, d.text, d.metadata, (Chunk(0, d.text, 0, len(d.text), unit()),)) for d in docs]
+    ops = [
+        UpsertOp(
+            d.user_id,
+            d.document_id,
+            d.version,
+            d.ts,
+            d.text,
+            d.metadata,
+            (Chunk(0, d.text, 0, len(d.text), unit()),),
+        )
+        for d in docs
+    ]
     result = store.reindex(ops, rev2)
-    assert len(result.written) == 5 and result.repaired == 5  # chunk 0 replaced in place, chunk 1 settled away
+    assert (
+        len(result.written) == 5 and result.repaired == 5
+    )  # chunk 0 replaced in place, chunk 1 settled away
     assert list(store.stale_documents(rev2)) == []
     assert store.count_chunks(rev2) == 5 and store.count_chunks(SPACE) == 0
     # a reindex op whose document changed meanwhile is left alone

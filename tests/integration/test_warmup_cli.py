@@ -21,7 +21,11 @@ def run_cli(store: Path) -> dict[str, object]:
     env["HFLAMBDA_MODEL_STORE"] = str(store)
     out = subprocess.run(
         [sys.executable, "-m", "hflambda.cli", "warmup", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return dict(json.loads(out.stdout))
@@ -31,7 +35,12 @@ def test_warmup_then_current(tmp_path: Path) -> None:
     store = tmp_path / "store"
     first = run_cli(store)
     statuses = {m["alias"]: m["status"] for m in first["models"]}  # type: ignore[index,union-attr]
-    assert statuses == {"embed": "published", "embed-int8": "published", "classify": "published", "chat": "published"}
+    assert statuses == {
+        "embed": "published",
+        "embed-int8": "published",
+        "classify": "published",
+        "chat": "published",
+    }
     for alias in statuses:
         current = (store / alias / "CURRENT").read_text().strip()
         assert (store / alias / current / "manifest.json").is_file()

@@ -32,9 +32,26 @@ def test_two_processes_one_writer(fake_hub: HubWorld, tmp_path: Path) -> None:
     # a slow weights download keeps the winner inside its lock while the other arrives
     fake_hub.hub.inject("delay", route="get", file="model.safetensors", delay=1.0, times=10)
     # the endpoint comes from huggingface_hub's own HF_ENDPOINT variable here (no hf_endpoint setting)
-    command = [sys.executable, "-m", "tests.fakes.warmup_child", str(registry), str(store), "-", "none", "--barrier", str(barrier)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.fakes.warmup_child",
+        str(registry),
+        str(store),
+        "-",
+        "none",
+        "--barrier",
+        str(barrier),
+    ]
     children = [
-        subprocess.Popen(command, cwd=REPO, env=child_env(HF_ENDPOINT=fake_hub.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=child_env(HF_ENDPOINT=fake_hub.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     try:

@@ -71,14 +71,30 @@ def test_sigkill_then_recover(phase: str, fake_hub: HubWorld, hub_store_a: Path,
     reader.start()
     try:
         child = subprocess.run(
-            [sys.executable, "-m", "tests.fakes.warmup_child", str(registry), str(store), fake_hub.url, phase],
-            cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.warmup_child",
+                str(registry),
+                str(store),
+                fake_hub.url,
+                phase,
+            ],
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-        assert child.returncode == -signal.SIGKILL, f"the child did not die at {phase}: {child.returncode}\n{child.stderr[-3000:]}"
+        assert child.returncode == -signal.SIGKILL, (
+            f"the child did not die at {phase}: {child.returncode}\n{child.stderr[-3000:]}"
+        )
 
         # killed before the CURRENT swap: A is still live and complete
         assert ModelStore(store).resolve("classify", verify_hashes=True).revision == fake_hub.rev_a
-        assert list((store / ".staging").glob("classify.*")), "the crash should have left staging folders behind"
+        assert list((store / ".staging").glob("classify.*")), (
+            "the crash should have left staging folders behind"
+        )
         if phase in ("rename", "pointer"):  # moved into place complete, but never made live
             assert (store / "classify" / fake_hub.rev_b / "manifest.json").is_file()
         if phase == "pointer":  # the new pointer was written to its temp file only
@@ -87,7 +103,9 @@ def test_sigkill_then_recover(phase: str, fake_hub: HubWorld, hub_store_a: Path,
 
         fake_hub.hub.reset()
         settings = hub_settings(store, registry, fake_hub)
-        result = run_warmup(load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()})
+        result = run_warmup(
+            load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()}
+        )
     finally:
         reader.finish()
 
@@ -102,7 +120,9 @@ def test_sigkill_then_recover(phase: str, fake_hub: HubWorld, hub_store_a: Path,
         assert fake_hub.hub.count("info") >= 1
     assert not list((store / ".staging").iterdir())
     assert not list((store / "classify").glob(".CURRENT.*.tmp"))
-    assert sorted(p.name for p in (store / "classify").iterdir() if p.is_dir()) == sorted([fake_hub.rev_a, fake_hub.rev_b])
+    assert sorted(p.name for p in (store / "classify").iterdir() if p.is_dir()) == sorted(
+        [fake_hub.rev_a, fake_hub.rev_b]
+    )
     assert not (store / ".locks" / "classify.lock").exists()
 
     assert reader.reads > 0

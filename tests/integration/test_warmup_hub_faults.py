@@ -80,9 +80,13 @@ def assert_live(store: Path, revision: str, *, source: HubWorld | None = None) -
     assert model.revision == revision
     if source is not None:
         served = source.hub.repos[model.manifest.repo].commits[revision]
-        assert {n: e.sha256 for n, e in model.manifest.source_files.items()} == {n: f.sha256 for n, f in served.items()}
+        assert {n: e.sha256 for n, e in model.manifest.source_files.items()} == {
+            n: f.sha256 for n, f in served.items()
+        }
     assert not list((store / ".staging").glob("*")), "staging left behind"
-    assert {p.name for p in (store / "classify").iterdir() if p.is_dir() and p.name.startswith(".")} <= {".trash"}
+    assert {p.name for p in (store / "classify").iterdir() if p.is_dir() and p.name.startswith(".")} <= {
+        ".trash"
+    }
 
 
 @pytest.fixture
@@ -93,7 +97,9 @@ def store(hub_store_a: Path, tmp_path: Path) -> Path:
 # --- success, and the second run that asks nothing ------------------------------------------
 
 
-def test_publishes_from_the_hub_then_makes_zero_requests(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
+def test_publishes_from_the_hub_then_makes_zero_requests(
+    fake_hub: HubWorld, store: Path, tmp_path: Path
+) -> None:
     first = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b))
     assert first.status == "published", first
     assert first.bytes_downloaded > 0
@@ -117,12 +123,24 @@ TRANSIENT: dict[str, tuple[Callable[[HubWorld], object], bool]] = {
         lambda w: w.hub.rate_limit(route="head", file="config.json", retry_after=None, ratelimit_t=1),
         True,
     ),
-    "429 Retry-After on a file download": (lambda w: w.hub.rate_limit(route="get", file="tokenizer.json", retry_after=1), True),
+    "429 Retry-After on a file download": (
+        lambda w: w.hub.rate_limit(route="get", file="tokenizer.json", retry_after=1),
+        True,
+    ),
     "500 on model info": (lambda w: w.hub.inject("status", route="info", status=500, times=2), True),
-    "503 on a file download": (lambda w: w.hub.inject("status", route="get", file="vocab.txt", status=503), False),
-    "connection reset mid-file": (lambda w: w.hub.inject("reset", route="get", file="model.safetensors"), True),
+    "503 on a file download": (
+        lambda w: w.hub.inject("status", route="get", file="vocab.txt", status=503),
+        False,
+    ),
+    "connection reset mid-file": (
+        lambda w: w.hub.inject("reset", route="get", file="model.safetensors"),
+        True,
+    ),
     "truncated body": (lambda w: w.hub.inject("truncate", route="get", file="tokenizer.json"), True),
-    "corrupted body (right size)": (lambda w: w.hub.inject("corrupt", route="get", file="model.safetensors"), True),
+    "corrupted body (right size)": (
+        lambda w: w.hub.inject("corrupt", route="get", file="model.safetensors"),
+        True,
+    ),
 }
 
 
@@ -142,7 +160,9 @@ def test_transient_fault_is_retried(fault: str, fake_hub: HubWorld, store: Path,
         assert time.monotonic() - started >= 1.0
 
 
-def test_rate_limit_on_a_retry_with_partial_files_still_honours_retry_after(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
+def test_rate_limit_on_a_retry_with_partial_files_still_honours_retry_after(
+    fake_hub: HubWorld, store: Path, tmp_path: Path
+) -> None:
     # attempt 1 dies on a reset with some files already on disk; the model-info request of
     # attempt 2 is rate limited (snapshot_download alone would return the partial folder)
     fake_hub.hub.inject("reset", route="get", file="model.safetensors")
@@ -158,7 +178,9 @@ def test_rate_limit_on_a_retry_with_partial_files_still_honours_retry_after(fake
 # --- permanent failures: typed reason, the old revision stays live ---------------------------
 
 
-def test_rate_limit_longer_than_the_invocation_fails_fast(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
+def test_rate_limit_longer_than_the_invocation_fails_fast(
+    fake_hub: HubWorld, store: Path, tmp_path: Path
+) -> None:
     fake_hub.hub.rate_limit(route="info", retry_after=3600, times=100)
     started = time.monotonic()
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b))
@@ -172,13 +194,17 @@ def test_rate_limit_longer_than_the_invocation_fails_fast(fake_hub: HubWorld, st
 def test_rate_limit_stops_at_the_time_budget(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
     fake_hub.hub.rate_limit(route="head", file="config.json", retry_after=2, times=100)
     deadline = time.monotonic() + 63.0  # reserve 60 s: about 3 s to spend
-    outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b), remaining=lambda: deadline - time.monotonic())
+    outcome = warm(
+        fake_hub, store, tmp_path, classifier(fake_hub.rev_b), remaining=lambda: deadline - time.monotonic()
+    )
     assert outcome.status == "failed" and outcome.error == "hub_rate_limited", outcome
     assert "reserve" in (outcome.reason or "")
     assert_live(store, fake_hub.rev_a)
 
 
-def test_persistent_5xx_gives_up_after_bounded_attempts(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
+def test_persistent_5xx_gives_up_after_bounded_attempts(
+    fake_hub: HubWorld, store: Path, tmp_path: Path
+) -> None:
     fake_hub.hub.inject("status", route="info", status=502, times=100)
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b), retry=fast_retry(max_attempts=3))
     assert outcome.status == "failed" and outcome.error == "source_error", outcome
@@ -187,9 +213,16 @@ def test_persistent_5xx_gives_up_after_bounded_attempts(fake_hub: HubWorld, stor
     assert_live(store, fake_hub.rev_a)
 
 
-def test_injected_401_with_a_token_is_token_rejected(fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None) -> None:
+def test_injected_401_with_a_token_is_token_rejected(
+    fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None
+) -> None:
     put_secret(TOKEN_SECRET, TOKEN)
-    fake_hub.hub.inject("status", route="info", status=401, headers={"X-Error-Message": "Invalid credentials in Authorization header"})
+    fake_hub.hub.inject(
+        "status",
+        route="info",
+        status=401,
+        headers={"X-Error-Message": "Invalid credentials in Authorization header"},
+    )
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b), hf_token_secret=TOKEN_SECRET)
     assert outcome.error == "hub_access_denied", outcome
     assert "token rejected" in (outcome.reason or "") and TOKEN_SECRET in (outcome.reason or "")
@@ -197,7 +230,9 @@ def test_injected_401_with_a_token_is_token_rejected(fake_hub: HubWorld, store: 
     assert_live(store, fake_hub.rev_a)
 
 
-def test_unknown_token_is_token_rejected(fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None) -> None:
+def test_unknown_token_is_token_rejected(
+    fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None
+) -> None:
     put_secret(TOKEN_SECRET, UNKNOWN_TOKEN)
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b), hf_token_secret=TOKEN_SECRET)
     assert outcome.error == "hub_access_denied" and "token rejected" in (outcome.reason or ""), outcome
@@ -214,10 +249,21 @@ def test_private_repo_without_a_token(fake_hub: HubWorld, store: Path, tmp_path:
 
 
 def test_private_repo_with_the_token_from_secrets_manager(
-    fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None, json_logs: io.StringIO, caplog: pytest.LogCaptureFixture
+    fake_hub: HubWorld,
+    store: Path,
+    tmp_path: Path,
+    warm_aws: None,
+    json_logs: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     put_secret(TOKEN_SECRET, json.dumps({"HF_TOKEN": TOKEN}))
-    outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.private_rev, repo=PRIVATE_REPO), hf_token_secret=TOKEN_SECRET)
+    outcome = warm(
+        fake_hub,
+        store,
+        tmp_path,
+        classifier(fake_hub.private_rev, repo=PRIVATE_REPO),
+        hf_token_secret=TOKEN_SECRET,
+    )
     assert outcome.status == "published", outcome
     assert_live(store, fake_hub.private_rev)
     assert all(s.authorized for s in fake_hub.hub.seen if s.route in ("info", "head"))
@@ -226,20 +272,36 @@ def test_private_repo_with_the_token_from_secrets_manager(
     assert TOKEN not in outcome.model_dump_json()
 
 
-def test_gated_repo_says_accept_the_license(fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None) -> None:
+def test_gated_repo_says_accept_the_license(
+    fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None
+) -> None:
     put_secret(TOKEN_SECRET, TOKEN)
-    outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.gated_rev, repo=GATED_REPO), hf_token_secret=TOKEN_SECRET)
+    outcome = warm(
+        fake_hub,
+        store,
+        tmp_path,
+        classifier(fake_hub.gated_rev, repo=GATED_REPO),
+        hf_token_secret=TOKEN_SECRET,
+    )
     assert outcome.error == "hub_access_denied", outcome
     reason = outcome.reason or ""
     assert GATED_REPO in reason and "gated" in reason and "accept the license" in reason
     assert_live(store, fake_hub.rev_a)
 
 
-def test_gated_repo_after_accepting_the_license(fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None) -> None:
+def test_gated_repo_after_accepting_the_license(
+    fake_hub: HubWorld, store: Path, tmp_path: Path, warm_aws: None
+) -> None:
     put_secret(TOKEN_SECRET, TOKEN)
     fake_hub.hub.accept_license(GATED_REPO, TOKEN)
     try:
-        outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.gated_rev, repo=GATED_REPO), hf_token_secret=TOKEN_SECRET)
+        outcome = warm(
+            fake_hub,
+            store,
+            tmp_path,
+            classifier(fake_hub.gated_rev, repo=GATED_REPO),
+            hf_token_secret=TOKEN_SECRET,
+        )
     finally:
         fake_hub.hub.repos[GATED_REPO].accepted_tokens.clear()
     assert outcome.status == "published", outcome
@@ -247,7 +309,9 @@ def test_gated_repo_after_accepting_the_license(fake_hub: HubWorld, store: Path,
 
 
 def test_injected_403_is_access_denied(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
-    fake_hub.hub.inject("status", route="head", file="config.json", status=403, headers={"X-Error-Message": "Forbidden"})
+    fake_hub.hub.inject(
+        "status", route="head", file="config.json", status=403, headers={"X-Error-Message": "Forbidden"}
+    )
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b))
     assert outcome.error == "hub_access_denied" and "403" in (outcome.reason or ""), outcome
     assert_live(store, fake_hub.rev_a)
@@ -255,7 +319,9 @@ def test_injected_403_is_access_denied(fake_hub: HubWorld, store: Path, tmp_path
 
 def test_missing_repo_is_not_found(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b, repo="hflambda-tests/no-such-repo"))
-    assert outcome.error == "hub_not_found" and "hflambda-tests/no-such-repo" in (outcome.reason or ""), outcome
+    assert outcome.error == "hub_not_found" and "hflambda-tests/no-such-repo" in (outcome.reason or ""), (
+        outcome
+    )
     assert_live(store, fake_hub.rev_a)
 
 
@@ -267,8 +333,12 @@ def test_missing_revision_is_not_found(fake_hub: HubWorld, store: Path, tmp_path
     assert_live(store, fake_hub.rev_a)
 
 
-def test_injected_404_on_a_file_is_not_mistaken_for_a_rate_limit(fake_hub: HubWorld, store: Path, tmp_path: Path) -> None:
-    fake_hub.hub.inject("status", route="head", file="vocab.txt", status=404, headers={"X-Error-Code": "EntryNotFound"})
+def test_injected_404_on_a_file_is_not_mistaken_for_a_rate_limit(
+    fake_hub: HubWorld, store: Path, tmp_path: Path
+) -> None:
+    fake_hub.hub.inject(
+        "status", route="head", file="vocab.txt", status=404, headers={"X-Error-Code": "EntryNotFound"}
+    )
     outcome = warm(fake_hub, store, tmp_path, classifier(fake_hub.rev_b))
     assert outcome.status == "failed" and outcome.error == "source_error", outcome
     assert fake_hub.hub.count("info") == 2  # ours + snapshot_download's; permanent: not retried

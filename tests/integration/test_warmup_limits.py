@@ -34,7 +34,14 @@ def short_window_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _warm(tmp_path: Path, source: Path, **table: object) -> tuple[Settings, ModelStore, object]:
     registry = hub_registry(
         tmp_path / "models.toml",
-        {"short": {"repo": "hflambda-tests/short-window", "source": f"file://{source}", "task": "text-classification", **table}},
+        {
+            "short": {
+                "repo": "hflambda-tests/short-window",
+                "source": f"file://{source}",
+                "task": "text-classification",
+                **table,
+            }
+        },
     )
     settings = Settings(model_store=tmp_path / "store", registry=registry, profile="")
     store = ModelStore(settings.model_store)

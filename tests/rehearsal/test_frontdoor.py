@@ -34,7 +34,11 @@ def _echo(route: Route, event: dict[str, Any], timeout: float) -> Invocation:
         time.sleep(timeout + 1.5)
     if path.endswith("/crash"):
         return Invocation(b'{"errorMessage": "boom", "errorType": "RuntimeError"}', "Unhandled")
-    return Invocation(json.dumps({"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(event)}).encode())
+    return Invocation(
+        json.dumps(
+            {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(event)}
+        ).encode()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,10 @@ def _api(outdir: Path, store: Path, issuer: DevIssuer) -> ApiSpec:
         api = api_spec(resolver, function_specs(resolver))
     finally:
         moto.stop()
-    routes = tuple(replace(r, authorizer=replace(r.authorizer, issuer=issuer.issuer)) if r.authorizer else r for r in api.routes)
+    routes = tuple(
+        replace(r, authorizer=replace(r.authorizer, issuer=issuer.issuer)) if r.authorizer else r
+        for r in api.routes
+    )
     return replace(api, routes=routes)
 
 
@@ -104,20 +111,29 @@ def test_claims_reach_the_function_as_strings(door: FrontDoor, issuer: DevIssuer
         ({"issuer": "https://other.example.com"}, "issuer"),
     ],
 )
-def test_the_authorizer_refuses_what_api_gateway_refuses(door: FrontDoor, issuer: DevIssuer, claims: dict[str, Any], why: str) -> None:
+def test_the_authorizer_refuses_what_api_gateway_refuses(
+    door: FrontDoor, issuer: DevIssuer, claims: dict[str, Any], why: str
+) -> None:
     response = _get(door, "/v1/models", issuer.token("alice", **claims))
     assert response.status_code == 401
     assert why in response.headers["www-authenticate"]
 
 
 def test_client_id_stands_in_for_a_missing_aud(door: FrontDoor, issuer: DevIssuer) -> None:
-    assert _get(door, "/v1/models", issuer.token("alice", audience=None, client_id="hflambda")).status_code == 200
+    assert (
+        _get(door, "/v1/models", issuer.token("alice", audience=None, client_id="hflambda")).status_code
+        == 200
+    )
 
 
 def test_only_rs256_is_accepted(door: FrontDoor, issuer: DevIssuer) -> None:
     import jwt
 
-    forged = jwt.encode({"sub": "x", "iss": issuer.issuer, "aud": "hflambda", "exp": int(time.time()) + 60}, "k" * 32, algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": "x", "iss": issuer.issuer, "aud": "hflambda", "exp": int(time.time()) + 60},
+        "k" * 32,
+        algorithm="HS256",
+    )
     assert _get(door, "/v1/models", forged).status_code == 401
 
 
@@ -127,7 +143,11 @@ def test_a_browser_preflight_gets_cors_headers_not_a_401(door: FrontDoor, api: A
         door,
         "/v1/search",
         method="OPTIONS",
-        headers={"origin": APP_ORIGIN, "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type"},
+        headers={
+            "origin": APP_ORIGIN,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        },
     )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == APP_ORIGIN
@@ -137,10 +157,21 @@ def test_a_browser_preflight_gets_cors_headers_not_a_401(door: FrontDoor, api: A
 def test_preflight_through_an_authorized_any_route_is_a_401(api: ApiSpec) -> None:
     """The shape review finding 4 found: `ANY /{proxy+}` with the authorizer takes OPTIONS too."""
     authorized = next(r for r in api.routes if r.authorization == "JWT")
-    old_shape = replace(api, routes=(*[r for r in api.routes if r.authorization != "JWT"], replace(authorized, method="ANY", path="/{proxy+}")))
+    old_shape = replace(
+        api,
+        routes=(
+            *[r for r in api.routes if r.authorization != "JWT"],
+            replace(authorized, method="ANY", path="/{proxy+}"),
+        ),
+    )
     served = FrontDoor(old_shape, _echo).start()
     try:
-        response = _get(served, "/v1/search", method="OPTIONS", headers={"origin": APP_ORIGIN, "access-control-request-method": "POST"})
+        response = _get(
+            served,
+            "/v1/search",
+            method="OPTIONS",
+            headers={"origin": APP_ORIGIN, "access-control-request-method": "POST"},
+        )
         assert response.status_code == 401
     finally:
         served.stop()
@@ -157,7 +188,9 @@ def test_route_selection_prefers_the_most_specific(api: ApiSpec) -> None:
 
 def test_a_request_over_10_mb_is_refused_before_the_integration(door: FrontDoor, issuer: DevIssuer) -> None:
     started = time.monotonic()
-    response = _get(door, "/v1/documents", issuer.token("alice"), method="POST", content=b"x" * (REQUEST_LIMIT_BYTES + 1))
+    response = _get(
+        door, "/v1/documents", issuer.token("alice"), method="POST", content=b"x" * (REQUEST_LIMIT_BYTES + 1)
+    )
     assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
     assert time.monotonic() - started < 10
 

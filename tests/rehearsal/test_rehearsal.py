@@ -22,7 +22,9 @@ from tests.rehearsal.conftest import APP_ORIGIN, REPO_ROOT
 pytestmark = pytest.mark.slow
 
 
-def _call(rehearsal: Any, method: str, path: str, *, user: str = "alice", azp: str = APP_ORIGIN, **kwargs: Any) -> httpx.Response:
+def _call(
+    rehearsal: Any, method: str, path: str, *, user: str = "alice", azp: str = APP_ORIGIN, **kwargs: Any
+) -> httpx.Response:
     token = rehearsal.token(user, azp=azp)
     headers = {"authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
     return httpx.request(method, rehearsal.front_door.url + path, headers=headers, timeout=120, **kwargs)
@@ -33,19 +35,34 @@ def test_a_first_deploy_with_the_placeholder_secret_warms_and_serves_every_model
     assert after_deploy.succeeded, after_deploy.attempts[-1].payload[:2000]
     report = after_deploy.attempts[-1].json()
     statuses = {m["alias"]: m["status"] for m in report["models"]}
-    assert statuses and all(s in ("published", "current", "checked") for s in statuses.values()), json.dumps(report)[:3000]
+    assert statuses and all(s in ("published", "current", "checked") for s in statuses.values()), json.dumps(
+        report
+    )[:3000]
     health = httpx.get(rehearsal.front_door.url + "/health", timeout=60).json()
     assert health["models_ready"] == health["models_total"] == len(statuses)
     models = _call(rehearsal, "GET", "/v1/models").json()["data"]
     assert all(m["ready"] for m in models), models
-    embedded = _call(rehearsal, "POST", "/v1/embeddings", json={"input": ["hello", "world"], "model": "embed"})
+    embedded = _call(
+        rehearsal, "POST", "/v1/embeddings", json={"input": ["hello", "world"], "model": "embed"}
+    )
     assert embedded.status_code == 200 and len(embedded.json()["data"][0]["embedding"]) == 384
 
 
 def test_the_demo_passes_against_the_front_door(rehearsal: Any) -> None:
     alice, bob = rehearsal.token("alice", azp=APP_ORIGIN), rehearsal.token("bob", azp=APP_ORIGIN)
     done = subprocess.run(
-        [sys.executable, "-m", "hflambda.cli", "demo", "--url", rehearsal.front_door.url, "--token", alice, "--token", bob],
+        [
+            sys.executable,
+            "-m",
+            "hflambda.cli",
+            "demo",
+            "--url",
+            rehearsal.front_door.url,
+            "--token",
+            alice,
+            "--token",
+            bob,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -66,12 +83,22 @@ def test_a_token_with_a_foreign_azp_is_refused_through_the_front_door(rehearsal:
 def test_a_browser_preflight_gets_cors_headers_and_no_401(rehearsal: Any) -> None:
     response = httpx.options(
         rehearsal.front_door.url + "/v1/search",
-        headers={"origin": APP_ORIGIN, "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type"},
+        headers={
+            "origin": APP_ORIGIN,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        },
         timeout=30,
     )
     assert response.status_code in (200, 204)
     assert response.headers["access-control-allow-origin"] == APP_ORIGIN
-    actual = _call(rehearsal, "POST", "/v1/search", json={"query": "anything", "top_k": 1}, headers={"origin": APP_ORIGIN})
+    actual = _call(
+        rehearsal,
+        "POST",
+        "/v1/search",
+        json={"query": "anything", "top_k": 1},
+        headers={"origin": APP_ORIGIN},
+    )
     assert actual.status_code == 200 and actual.headers["access-control-allow-origin"] == APP_ORIGIN
 
 
@@ -84,25 +111,42 @@ def test_a_poison_record_alone_reaches_the_dlq(rehearsal: Any) -> None:
     queue_url = mapping.queue_url
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
-    dlq_url = next(url for url in rehearsal.info()["queues"].values() if url.endswith(redrive["deadLetterTargetArn"].rsplit(":", 1)[-1]))
+    dlq_url = next(
+        url
+        for url in rehearsal.info()["queues"].values()
+        if url.endswith(redrive["deadLetterTargetArn"].rsplit(":", 1)[-1])
+    )
     user = f"poison-{uuid.uuid4().hex[:8]}"
     good = [
-        {"v": 1, "op": "upsert", "user_id": user, "document": {"id": f"doc-{i}", "text": f"note {i} about cold starts and queues", "metadata": {}}}
+        {
+            "v": 1,
+            "op": "upsert",
+            "user_id": user,
+            "document": {"id": f"doc-{i}", "text": f"note {i} about cold starts and queues", "metadata": {}},
+        }
         for i in range(3)
     ]
     poison = '{"v": 1, "op": "upsert", "user_id": "' + user + '", "document": "not an object"}'
     sqs.send_message_batch(
         QueueUrl=queue_url,
-        Entries=[{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(good)] + [{"Id": "poison", "MessageBody": poison}],
+        Entries=[{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(good)]
+        + [{"Id": "poison", "MessageBody": poison}],
     )
     deadline = time.monotonic() + 6 * int(attributes["VisibilityTimeout"]) + 120
     parked: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not parked:
-        parked = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=5).get("Messages", [])
+        parked = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=5).get(
+            "Messages", []
+        )
     assert [m["Body"] for m in parked] == [poison]
-    left = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    left = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
     assert sum(int(v) for v in left["Attributes"].values()) == 0
-    found = _call(rehearsal, "POST", "/v1/search", user=user, json={"query": "cold starts", "top_k": 10}).json()
+    found = _call(
+        rehearsal, "POST", "/v1/search", user=user, json={"query": "cold starts", "top_k": 10}
+    ).json()
     assert {hit["id"] for hit in found["data"]} == {"doc-0", "doc-1", "doc-2"}
 
 

@@ -33,10 +33,15 @@ def moto() -> Iterator[Moto]:
 
 
 def _templates(outdir: Path) -> dict[str, dict[str, Any]]:
-    return {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
+    return {
+        p.name.removesuffix(".template.json"): json.loads(p.read_text())
+        for p in outdir.glob("*.template.json")
+    }
 
 
-def _resource(templates: dict[str, dict[str, Any]], kind: str, logical_prefix: str) -> tuple[str, str, dict[str, Any]]:
+def _resource(
+    templates: dict[str, dict[str, Any]], kind: str, logical_prefix: str
+) -> tuple[str, str, dict[str, Any]]:
     for stack, template in templates.items():
         for logical, resource in template["Resources"].items():
             if resource["Type"] == kind and logical.startswith(logical_prefix):
@@ -114,7 +119,9 @@ def test_references_resolve_to_the_local_resources(assembly: Path, moto: Moto, t
     dlq_arn = redrive["deadLetterTargetArn"]
     assert any(p.attrs.get("Arn") == dlq_arn for p in resolver.physical.values())
     _, _, secret = _resource(templates, "AWS::SecretsManager::Secret", "HfToken")
-    value = secrets.get_secret_value(SecretId=specs["warmup"].environment["HFLAMBDA_HF_TOKEN_SECRET"])["SecretString"]
+    value = secrets.get_secret_value(SecretId=specs["warmup"].environment["HFLAMBDA_HF_TOKEN_SECRET"])[
+        "SecretString"
+    ]
     assert value == secret["Properties"]["SecretString"]
 
 
@@ -129,7 +136,9 @@ def test_store_mounts_follow_the_functions_iam(assembly: Path, moto: Moto, tmp_p
     assert (tmp_path / mount.root_path.strip("/")).is_dir()
 
     copy = _copy(assembly, tmp_path)
-    stack, logical, _ = _resource(_templates(copy), "AWS::IAM::Policy", "PredictFunctionServiceRoleDefaultPolicy")
+    stack, logical, _ = _resource(
+        _templates(copy), "AWS::IAM::Policy", "PredictFunctionServiceRoleDefaultPolicy"
+    )
 
     def grant_write(template: dict[str, Any]) -> None:
         for statement in template["Resources"][logical]["Properties"]["PolicyDocument"]["Statement"]:

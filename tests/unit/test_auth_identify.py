@@ -148,5 +148,7 @@ def test_lambda_claims_enforce_authorized_parties_with_the_bearer_paths_error(
 
 
 def test_lambda_claims_with_an_allowed_azp_pass(auth_settings: Callable[..., None]) -> None:
-    auth_settings(issuer=ISSUER, audience=AUDIENCE, authorized_parties="https://admin.example,https://app.example")
+    auth_settings(
+        issuer=ISSUER, audience=AUDIENCE, authorized_parties="https://admin.example,https://app.example"
+    )
     assert identify(apigw_event("GET", "/v1/models", claims=CLAIMS), None).sub == "user_2abc"

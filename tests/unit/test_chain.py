@@ -29,7 +29,10 @@ from hflambda.registry import ModelSpec, Registry, parse_registry
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"ok": {"type": "boolean"}, "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}}},
+    "properties": {
+        "ok": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}},
+    },
     "required": ["ok"],
     "additionalProperties": False,
 }
@@ -78,7 +81,9 @@ class FakeEngine:
             raise AttemptFailed(FailureKind.TIMEOUT, f"no answer within {timeout:.1f} s")
         if self.error is not None:
             raise self.error
-        return Completion(text=self.text, finish_reason="stop", prompt_tokens=3, completion_tokens=2, engine="fake")
+        return Completion(
+            text=self.text, finish_reason="stop", prompt_tokens=3, completion_tokens=2, engine="fake"
+        )
 
 
 def engines_for(engines: dict[str, FakeEngine | Exception]) -> Callable[[ModelSpec], ChatEngine]:
@@ -103,7 +108,9 @@ def test_chain_order_is_breadth_first_and_each_alias_once() -> None:
 
 
 def test_chain_of_an_unknown_or_non_generation_alias_is_model_not_found() -> None:
-    reg = registry(remote("a") + '[models.embed]\nrepo = "x/y"\ntask = "embeddings"\nsource = "file:///tmp/x"\n')
+    reg = registry(
+        remote("a") + '[models.embed]\nrepo = "x/y"\ntask = "embeddings"\nsource = "file:///tmp/x"\n'
+    )
     with pytest.raises(ModelNotFound, match="'nope' is not a text-generation model"):
         chain_for(reg, "nope")
     with pytest.raises(ModelNotFound, match="Known: a"):
@@ -113,7 +120,13 @@ def test_chain_of_an_unknown_or_non_generation_alias_is_model_not_found() -> Non
 def test_first_answer_wins_and_names_its_model() -> None:
     clock = FakeClock()
     reg = registry(remote("a", ["b"]) + remote("b"))
-    result = run_chain(REQUEST, chain_for(reg, "a"), engines_for({"a": FakeEngine("a", clock, "from a"), "b": FakeEngine("b", clock)}), budget_seconds=27, clock=clock)
+    result = run_chain(
+        REQUEST,
+        chain_for(reg, "a"),
+        engines_for({"a": FakeEngine("a", clock, "from a"), "b": FakeEngine("b", clock)}),
+        budget_seconds=27,
+        clock=clock,
+    )
     assert result.alias == "a" and result.completion.text == "from a"
     assert [a.line() for a in result.attempts] == ["a: ok"]
 
@@ -134,12 +147,22 @@ def test_first_answer_wins_and_names_its_model() -> None:
 def test_each_failure_moves_to_the_next_model(failure: Exception) -> None:
     clock = FakeClock()
     reg = registry(remote("a", ["b"]) + remote("b"))
-    first: FakeEngine | Exception = failure if isinstance(failure, ModelNotReady) else FakeEngine("a", clock, error=failure)
-    result = run_chain(REQUEST, chain_for(reg, "a"), engines_for({"a": first, "b": FakeEngine("b", clock, "from b")}), budget_seconds=27, clock=clock)
+    first: FakeEngine | Exception = (
+        failure if isinstance(failure, ModelNotReady) else FakeEngine("a", clock, error=failure)
+    )
+    result = run_chain(
+        REQUEST,
+        chain_for(reg, "a"),
+        engines_for({"a": first, "b": FakeEngine("b", clock, "from b")}),
+        budget_seconds=27,
+        clock=clock,
+    )
     assert result.alias == "b" and result.completion.text == "from b"
     failed, answered = result.attempts
     assert not failed.ok and answered.ok
-    expected = {ModelNotReady: FailureKind.NOT_READY, RuntimeError: FailureKind.UPSTREAM}.get(type(failure), getattr(failure, "kind", None))
+    expected = {ModelNotReady: FailureKind.NOT_READY, RuntimeError: FailureKind.UPSTREAM}.get(
+        type(failure), getattr(failure, "kind", None)
+    )
     assert failed.kind == expected
     assert failed.reason
 
@@ -149,7 +172,9 @@ def test_timeouts_use_the_models_limit_within_the_budget() -> None:
     reg = registry(remote("a", ["b"], timeout=4) + remote("b", timeout=20))
     slow = FakeEngine("a", clock, seconds=30)
     fast = FakeEngine("b", clock, "b answers", seconds=1)
-    result = run_chain(REQUEST, chain_for(reg, "a"), engines_for({"a": slow, "b": fast}), budget_seconds=10, clock=clock)
+    result = run_chain(
+        REQUEST, chain_for(reg, "a"), engines_for({"a": slow, "b": fast}), budget_seconds=10, clock=clock
+    )
     assert result.alias == "b"
     assert slow.timeouts == [4] and fast.timeouts == [6]  # b gets what is left of the 10 s budget
     assert [a.kind for a in result.attempts] == [FailureKind.TIMEOUT, None]
@@ -177,8 +202,16 @@ def test_an_exhausted_budget_skips_the_rest_and_is_504() -> None:
         ("not json", ResponseFormat(type="json_object"), "not valid JSON"),
         ('{"ok": tru', ResponseFormat(type="json_object"), "not valid JSON"),
         ("[1, 2]", ResponseFormat(type="json_object"), "not an object"),
-        ('{"ok": "yes"}', ResponseFormat(type="json_schema", schema=SCHEMA), "at ok: 'yes' is not of type 'boolean'"),
-        ('{"ok": true, "extra": 1}', ResponseFormat(type="json_schema", schema=SCHEMA), "Additional properties"),
+        (
+            '{"ok": "yes"}',
+            ResponseFormat(type="json_schema", schema=SCHEMA),
+            "at ok: 'yes' is not of type 'boolean'",
+        ),
+        (
+            '{"ok": true, "extra": 1}',
+            ResponseFormat(type="json_schema", schema=SCHEMA),
+            "Additional properties",
+        ),
         ('{"ok": true, "tags": ["long"]}', ResponseFormat(type="json_schema", schema=SCHEMA), "at tags/0"),
     ],
 )
@@ -196,7 +229,9 @@ def test_invalid_output_is_a_failed_attempt(text: str, fmt: ResponseFormat, frag
 
 def test_free_text_is_not_parsed() -> None:
     assert validate_output(ResponseFormat(), "anything {") is None
-    assert validate_output(ResponseFormat(type="json_schema", schema=SCHEMA), '{"ok": false, "tags": ["a"]}') == {"ok": False, "tags": ["a"]}
+    assert validate_output(
+        ResponseFormat(type="json_schema", schema=SCHEMA), '{"ok": false, "tags": ["a"]}'
+    ) == {"ok": False, "tags": ["a"]}
 
 
 def test_exhausted_error_lists_every_attempt_one_line_each() -> None:
@@ -204,7 +239,13 @@ def test_exhausted_error_lists_every_attempt_one_line_each() -> None:
     reg = registry(remote("a", ["b", "c"]) + remote("b") + remote("c"))
     engines = engines_for(
         {
-            "a": FakeEngine("a", clock, error=AttemptFailed(FailureKind.NOT_FOUND, "provider answered 404: model `p/a` does not exist")),
+            "a": FakeEngine(
+                "a",
+                clock,
+                error=AttemptFailed(
+                    FailureKind.NOT_FOUND, "provider answered 404: model `p/a` does not exist"
+                ),
+            ),
             "b": ModelNotReady("b", "not warmed: run warmup"),
             "c": FakeEngine("c", clock, "not json"),
         }
@@ -233,7 +274,9 @@ def test_exhausted_error_lists_every_attempt_one_line_each() -> None:
     ],
 )
 def test_exhausted_status(kinds: list[FailureKind], status: int) -> None:
-    assert exhausted_status([Attempt(f"m{i}", False, 0.1, kind, "x") for i, kind in enumerate(kinds)]) == status
+    assert (
+        exhausted_status([Attempt(f"m{i}", False, 0.1, kind, "x") for i, kind in enumerate(kinds)]) == status
+    )
 
 
 def test_guidance_schema_fixes_whitespace_without_touching_the_callers_schema() -> None:
@@ -241,7 +284,12 @@ def test_guidance_schema_fixes_whitespace_without_touching_the_callers_schema() 
     constrained = guidance_schema(ResponseFormat(type="json_schema", schema=SCHEMA))
     assert constrained is not None and constrained["x-guidance"] == {"whitespace_flexible": False}
     assert original == SCHEMA  # untouched
-    assert guidance_schema(ResponseFormat(type="json_object")) == {"type": "object", "x-guidance": {"whitespace_flexible": False}}
+    assert guidance_schema(ResponseFormat(type="json_object")) == {
+        "type": "object",
+        "x-guidance": {"whitespace_flexible": False},
+    }
     assert guidance_schema(ResponseFormat()) is None
     own = {**SCHEMA, "x-guidance": {"whitespace_flexible": True}}
-    assert guidance_schema(ResponseFormat(type="json_schema", schema=own))["x-guidance"] == {"whitespace_flexible": True}  # type: ignore[index]
+    assert guidance_schema(ResponseFormat(type="json_schema", schema=own))["x-guidance"] == {
+        "whitespace_flexible": True
+    }  # type: ignore[index]

@@ -58,8 +58,15 @@ def test_generation_field_rules(extra: str, field: str) -> None:
 
 
 def test_remote_models_need_an_http_base_url_and_model_id() -> None:
-    found = problems(REMOTE.replace("https://router.example/v1", "router.example/v1").replace('provider_model = "org/big-chat"\n', ""))
-    assert sorted(p.split(":")[0] for p in found) == ["models.chat-remote.base_url", "models.chat-remote.provider_model"]
+    found = problems(
+        REMOTE.replace("https://router.example/v1", "router.example/v1").replace(
+            'provider_model = "org/big-chat"\n', ""
+        )
+    )
+    assert sorted(p.split(":")[0] for p in found) == [
+        "models.chat-remote.base_url",
+        "models.chat-remote.provider_model",
+    ]
 
 
 def test_memory_estimate_is_checked_against_the_function_memory(tmp_path: Path) -> None:
@@ -72,7 +79,9 @@ def test_memory_estimate_is_checked_against_the_function_memory(tmp_path: Path) 
     assert check_registry(path, memory_budget_mb=6144, function_memory_mb=10240) == []
 
 
-def test_check_command_uses_the_predict_memory_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_command_uses_the_predict_memory_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hflambda.settings import get_settings
 
     path = tmp_path / "models.toml"

@@ -38,7 +38,9 @@ def test_windows_overlap_and_offsets_are_exact(tokenizer: Tokenizer) -> None:
     # consecutive windows start (window - overlap) tokens apart and share ``overlap`` tokens
     starts = [c.start for c in chunks]
     token_starts = [o[0] for o in offsets]
-    assert [token_starts.index(s) for s in starts] == list(range(0, len(chunks) * (window - overlap), window - overlap))
+    assert [token_starts.index(s) for s in starts] == list(
+        range(0, len(chunks) * (window - overlap), window - overlap)
+    )
     assert chunks[0].start == 0 and chunks[-1].end == offsets[-1][1]
     covered = set()
     for chunk in chunks:

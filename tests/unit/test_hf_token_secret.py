@@ -114,4 +114,8 @@ def test_without_a_secret_no_token_is_sent_unless_ambient() -> None:
     assert "HFLAMBDA_HF_TOKEN_SECRET is not set" in HfToken(None).describe()
     assert HfToken(None, ambient=True).get() is None  # huggingface_hub's own login
     rejected = HfToken("team/hf", provider=Provider(GOOD)).rejected("org/model")
-    assert rejected.code == "hub_access_denied" and "token rejected" in str(rejected) and "'team/hf'" in str(rejected)
+    assert (
+        rejected.code == "hub_access_denied"
+        and "token rejected" in str(rejected)
+        and "'team/hf'" in str(rejected)
+    )

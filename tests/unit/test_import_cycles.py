@@ -57,7 +57,9 @@ def _eager_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom
             yield from _eager_imports(node.body)
 
 
-def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, known: set[str]) -> Iterator[str]:
+def _targets(
+    node: ast.Import | ast.ImportFrom, module: str, is_package: bool, known: set[str]
+) -> Iterator[str]:
     if isinstance(node, ast.Import):
         for alias in node.names:
             yield alias.name

@@ -17,7 +17,12 @@ from hflambda.messages import (
 
 
 def upsert_body(**changes: object) -> str:
-    body: dict[str, object] = {"v": 1, "op": "upsert", "user_id": "alice", "document": {"id": "d1", "text": "hello", "metadata": {"k": 1}}}
+    body: dict[str, object] = {
+        "v": 1,
+        "op": "upsert",
+        "user_id": "alice",
+        "document": {"id": "d1", "text": "hello", "metadata": {"k": 1}},
+    }
     body.update(changes)
     return json.dumps(body)
 
@@ -25,7 +30,12 @@ def upsert_body(**changes: object) -> str:
 def test_contract_examples_parse() -> None:
     upsert = parse_message(upsert_body())
     assert isinstance(upsert, UpsertMessage)
-    assert (upsert.user_id, upsert.document.id, upsert.document.text, upsert.document.metadata) == ("alice", "d1", "hello", {"k": 1})
+    assert (upsert.user_id, upsert.document.id, upsert.document.text, upsert.document.metadata) == (
+        "alice",
+        "d1",
+        "hello",
+        {"k": 1},
+    )
     assert upsert.ts is None
     delete = parse_message('{"v":1,"op":"delete","user_id":"alice","document_id":"d1"}')
     assert isinstance(delete, DeleteMessage)
@@ -48,7 +58,10 @@ def test_ts_accepts_epoch_ms_and_iso() -> None:
         (upsert_body(user_id=""), "user_id"),
         (upsert_body(document={"id": "d1"}), "document.text: Field required"),
         (upsert_body(document={"id": "d1", "text": "   "}), "text is blank"),
-        (upsert_body(document={"id": "d1", "text": "x", "metdata": {}}), "document.metdata: Extra inputs are not permitted"),
+        (
+            upsert_body(document={"id": "d1", "text": "x", "metdata": {}}),
+            "document.metdata: Extra inputs are not permitted",
+        ),
         (upsert_body(ts=-5), "ts"),
         (upsert_body(ts="yesterday"), "ISO-8601"),
         ('{"v":1,"op":"delete","user_id":"alice"}', "document_id: Field required"),
@@ -61,7 +74,9 @@ def test_invalid_bodies_say_why(body: str, reason: str) -> None:
 
 
 def test_to_body_round_trips_in_contract_order() -> None:
-    message = UpsertMessage(user_id="alice", ts=42, document=Document(id="d1", text="hi", metadata={"a": [1, 2]}))
+    message = UpsertMessage(
+        user_id="alice", ts=42, document=Document(id="d1", text="hi", metadata={"a": [1, 2]})
+    )
     body = message.to_body()
     assert list(json.loads(body)) == ["v", "op", "user_id", "ts", "document"]
     assert parse_message(body) == message
@@ -99,7 +114,9 @@ def test_text_that_no_queue_or_table_can_hold_is_refused_and_sqs_unsafe_characte
         DeleteMessage(user_id="u\udfff", document_id="d")
     with pytest.raises(MessageInvalid, match="unpaired surrogate"):
         parse_message(upsert_body(document={"id": "d", "text": "t", "metadata": {"k": "\udc00"}}))
-    message = UpsertMessage(user_id="u", document=Document(id="d", text="odd \uffff char", metadata={"k": "\ufffe"}))
+    message = UpsertMessage(
+        user_id="u", document=Document(id="d", text="odd \uffff char", metadata={"k": "\ufffe"})
+    )
     body = message.to_body()
     assert "\uffff" not in body and "\ufffe" not in body and "\\uffff" in body
     assert parse_message(body) == message

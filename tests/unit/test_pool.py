@@ -27,12 +27,17 @@ class FakeEngine:
 def publish(store: ModelStore, alias: str, revision: str = SHA) -> None:
     staging = store.new_staging(alias)
     (staging / "model.onnx").write_bytes(b"x" * 10)
-    store.publish(staging, Manifest(alias=alias, repo="o/m", revision=revision, source="file:///x", task="embeddings"))
+    store.publish(
+        staging, Manifest(alias=alias, repo="o/m", revision=revision, source="file:///x", task="embeddings")
+    )
 
 
 @pytest.fixture
 def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelPool:
-    text = "".join(f'[models.{a}]\nrepo = "o/{a}"\nrevision = "{SHA}"\ntask = "embeddings"\npreload = true\n' for a in ("a", "b", "c"))
+    text = "".join(
+        f'[models.{a}]\nrepo = "o/{a}"\nrevision = "{SHA}"\ntask = "embeddings"\npreload = true\n'
+        for a in ("a", "b", "c")
+    )
     models, problems = parse_registry(text)
     assert problems == []
     store = ModelStore(tmp_path)

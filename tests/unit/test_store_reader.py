@@ -11,12 +11,21 @@ from hflambda.errors import ModelNotReady, StoreCorrupt, StoreUnreadable
 from hflambda.store import Manifest, ModelStore
 
 
-def publish_dummy(store: ModelStore, alias: str = "m", revision: str = "r1", payload: bytes = b"weights") -> Path:
+def publish_dummy(
+    store: ModelStore, alias: str = "m", revision: str = "r1", payload: bytes = b"weights"
+) -> Path:
     staging = store.new_staging(alias)
     (staging / "model.onnx").write_bytes(payload)
     (staging / "sub").mkdir()
     (staging / "sub" / "a.json").write_text("{}")
-    manifest = Manifest(alias=alias, repo="org/m", revision=revision, source="file:///x", task="embeddings", export={"q": None})
+    manifest = Manifest(
+        alias=alias,
+        repo="org/m",
+        revision=revision,
+        source="file:///x",
+        task="embeddings",
+        export={"q": None},
+    )
     return store.publish(staging, manifest).path
 
 
@@ -75,7 +84,9 @@ def test_republish_same_revision_keeps_the_live_one(tmp_path: Path) -> None:
     publish_dummy(store, payload=b"one")
     staging = store.new_staging("m")
     (staging / "model.onnx").write_bytes(b"two")
-    manifest = Manifest(alias="m", repo="org/m", revision="r1", source="file:///x", task="embeddings", export={"q": "int8"})
+    manifest = Manifest(
+        alias="m", repo="org/m", revision="r1", source="file:///x", task="embeddings", export={"q": "int8"}
+    )
     published = store.publish(staging, manifest)
     assert published.path.name.startswith("r1.")  # other export settings: a new directory
     assert (tmp_path / "m" / "r1" / "model.onnx").read_bytes() == b"one"
@@ -90,6 +101,8 @@ def test_an_unreadable_store_is_not_mistaken_for_not_warmed(tmp_path: Path) -> N
     with pytest.raises(StoreUnreadable) as caught:
         store.current_name("embed")
     assert caught.value.status == 503 and caught.value.code == "model_store_unreadable"
-    assert str(root / "embed" / "CURRENT") in str(caught.value) and "HFLAMBDA_MODEL_STORE" in str(caught.value)
+    assert str(root / "embed" / "CURRENT") in str(caught.value) and "HFLAMBDA_MODEL_STORE" in str(
+        caught.value
+    )
     with pytest.raises(StoreUnreadable):
         store.resolve("embed")

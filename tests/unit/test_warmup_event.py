@@ -37,8 +37,11 @@ def test_anything_else_is_refused_naming_the_field(value: object) -> None:
 
 def _context() -> Any:
     return SimpleNamespace(
-        function_name="warmup", memory_limit_in_mb=3008, invoked_function_arn="arn:aws:lambda:us-east-1:1:function:warmup",
-        aws_request_id="req-1", get_remaining_time_in_millis=lambda: 900_000,
+        function_name="warmup",
+        memory_limit_in_mb=3008,
+        invoked_function_arn="arn:aws:lambda:us-east-1:1:function:warmup",
+        aws_request_id="req-1",
+        get_remaining_time_in_millis=lambda: 900_000,
     )
 
 

@@ -85,7 +85,12 @@ def test_gives_up_after_max_attempts() -> None:
         raise RuntimeError("HTTP 502")
 
     with pytest.raises(SourceError, match="after 3 attempts; last error: HTTP 502"):
-        with_retries(operation, classify=lambda e: Transient(str(e)), what="fetching x", policy=RetryPolicy(max_attempts=3, sleep=lambda s: None))
+        with_retries(
+            operation,
+            classify=lambda e: Transient(str(e)),
+            what="fetching x",
+            policy=RetryPolicy(max_attempts=3, sleep=lambda s: None),
+        )
     assert len(attempts) == 3
 
 
@@ -110,5 +115,10 @@ def test_gives_up_when_the_wait_would_eat_the_reserve() -> None:
         )
     assert slept == []
     with pytest.raises(SourceError, match="asks to wait 3600 s"):
-        with_retries(operation, classify=lambda e: Transient("429", hint=3600), what="x", policy=RetryPolicy(sleep=slept.append))
+        with_retries(
+            operation,
+            classify=lambda e: Transient("429", hint=3600),
+            what="x",
+            policy=RetryPolicy(sleep=slept.append),
+        )
     assert Deadline().budget() == float("inf")

@@ -87,7 +87,9 @@ def _response_format(body: ChatCompletionRequest) -> ResponseFormat:
     if isinstance(fmt, ResponseFormatJsonSchema):
         schema = fmt.json_schema.schema_
         _check_schema(schema, "response_format.json_schema.schema")
-        return ResponseFormat(type="json_schema", schema=schema, name=fmt.json_schema.name, strict=fmt.json_schema.strict)
+        return ResponseFormat(
+            type="json_schema", schema=schema, name=fmt.json_schema.name, strict=fmt.json_schema.strict
+        )
     return ResponseFormat()
 
 
@@ -99,11 +101,17 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
         if name in NEUTRAL_PARAMETERS:
             allowed, why = NEUTRAL_PARAMETERS[name]
             if value not in allowed:
-                raise BadInput(f"{name}={json.dumps(value)} is not supported: {why} (accepted: {', '.join(json.dumps(a) for a in allowed)} or null)", field=name)
+                raise BadInput(
+                    f"{name}={json.dumps(value)} is not supported: {why} (accepted: {', '.join(json.dumps(a) for a in allowed)} or null)",
+                    field=name,
+                )
         elif name in UNSUPPORTED_PARAMETERS:
             raise BadInput(f"{name} is not supported: {UNSUPPORTED_PARAMETERS[name]}", field=name)
         else:
-            raise BadInput(f"unknown parameter {name!r}: this server refuses parameters it cannot honour instead of ignoring them", field=name)
+            raise BadInput(
+                f"unknown parameter {name!r}: this server refuses parameters it cannot honour instead of ignoring them",
+                field=name,
+            )
 
 
 def _text(message: ChatMessageIn, index: int) -> str:
@@ -112,7 +120,10 @@ def _text(message: ChatMessageIn, index: int) -> str:
     texts = []
     for j, part in enumerate(message.content):
         if part.type != "text" or part.text is None:
-            raise BadInput(f"messages[{index}].content[{j}] is a {part.type!r} part; only text parts are supported", field=f"messages[{index}].content[{j}].type")
+            raise BadInput(
+                f"messages[{index}].content[{j}] is a {part.type!r} part; only text parts are supported",
+                field=f"messages[{index}].content[{j}].type",
+            )
         texts.append(part.text)
     return "\n".join(texts)
 
@@ -120,9 +131,14 @@ def _text(message: ChatMessageIn, index: int) -> str:
 def _messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
     out = []
     for i, m in enumerate(body.messages):
-        calls = tuple(ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in m.tool_calls or ())
+        calls = tuple(
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+            for c in m.tool_calls or ()
+        )
         if m.role == "tool" and not m.tool_call_id:
-            raise BadInput(f"messages[{i}] has role 'tool' but no tool_call_id", field=f"messages[{i}].tool_call_id")
+            raise BadInput(
+                f"messages[{i}] has role 'tool' but no tool_call_id", field=f"messages[{i}].tool_call_id"
+            )
         role = "system" if m.role == "developer" else m.role
         out.append(ChatMessage(role=role, content=_text(m, i), tool_calls=calls, tool_call_id=m.tool_call_id))
     return tuple(out)
@@ -139,11 +155,21 @@ def _tools(body: ChatCompletionRequest) -> tuple[tuple[Tool, ...], str | None]:
     for i, t in enumerate(tools):
         parameters = t.function.parameters or {"type": "object", "properties": {}}
         _check_schema(parameters, f"tools[{i}].function.parameters")
-        out.append(Tool(name=t.function.name, description=t.function.description, parameters=parameters, strict=t.function.strict))
+        out.append(
+            Tool(
+                name=t.function.name,
+                description=t.function.description,
+                parameters=parameters,
+                strict=t.function.strict,
+            )
+        )
     choice = body.tool_choice
     if isinstance(choice, NamedToolChoice):
         if choice.function.name not in names:
-            raise BadInput(f"tool_choice names {choice.function.name!r}, which is not in tools ({', '.join(names) or 'none given'})", field="tool_choice")
+            raise BadInput(
+                f"tool_choice names {choice.function.name!r}, which is not in tools ({', '.join(names) or 'none given'})",
+                field="tool_choice",
+            )
         return tuple(out), choice.function.name
     if choice == "required" and not tools:
         raise BadInput("tool_choice 'required' needs tools", field="tool_choice")
@@ -186,7 +212,12 @@ def request_budget(request: Request, budget_seconds: float) -> float:
 
 def _trace(attempts: list[Attempt], engine: str) -> ChatTrace:
     return ChatTrace(
-        attempts=[ChatAttempt(model=a.alias, ok=a.ok, reason=None if a.ok else f"{a.kind}: {a.reason}", seconds=a.seconds) for a in attempts],
+        attempts=[
+            ChatAttempt(
+                model=a.alias, ok=a.ok, reason=None if a.ok else f"{a.kind}: {a.reason}", seconds=a.seconds
+            )
+            for a in attempts
+        ],
         engine=engine,
     )
 
@@ -196,7 +227,10 @@ def _attempts_header(attempts: list[Attempt]) -> str:
 
 
 def _tool_calls(completion: Completion) -> list[ToolCallOut] | None:
-    calls = [ToolCallOut(id=c.id, function=ToolCallFunction(name=c.name, arguments=c.arguments)) for c in completion.tool_calls]
+    calls = [
+        ToolCallOut(id=c.id, function=ToolCallFunction(name=c.name, arguments=c.arguments))
+        for c in completion.tool_calls
+    ]
     return calls or None
 
 
@@ -217,7 +251,12 @@ def _usage(completion: Completion) -> ChatUsage:
     responses=responses(400, 401, 404, 413, 415, 422, 502, 503, 504),
 )
 def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep, _caller: Caller
+    body: ChatCompletionRequest,
+    request: Request,
+    response: Response,
+    pool: Pool,
+    settings: SettingsDep,
+    _caller: Caller,
 ) -> ChatCompletionResponse | StreamingResponse:
     """Complete a chat with the alias or, failing that, its fallbacks; JSON answers and tool calls are schema-checked."""
     # engine failures are logged by the chain, in this thread: tag them with the request id
@@ -228,13 +267,19 @@ def create_chat_completion(
         logger.thread_safe_remove_keys(["request_id"])
 
 
-def _complete(body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep) -> ChatCompletionResponse | StreamingResponse:
+def _complete(
+    body: ChatCompletionRequest, request: Request, response: Response, pool: Pool, settings: SettingsDep
+) -> ChatCompletionResponse | StreamingResponse:
     chat = to_chat_request(body)
     chain = chain_for(pool.registry, body.model)
     budget = request_budget(request, settings.chat_budget_seconds)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _stream(request, stream_chain(chat, chain, engine_factory(pool, settings), budget_seconds=budget), include_usage=include_usage)
+        return _stream(
+            request,
+            stream_chain(chat, chain, engine_factory(pool, settings), budget_seconds=budget),
+            include_usage=include_usage,
+        )
     result = run_chain(chat, chain, engine_factory(pool, settings), budget_seconds=budget)
     metrics.add_metric(name="ChatFallbacks", unit=MetricUnit.Count, value=len(result.attempts) - 1)
     completion = result.completion
@@ -245,7 +290,12 @@ def _complete(body: ChatCompletionRequest, request: Request, response: Response,
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=result.alias,
-        choices=[ChatChoice(message=ChatCompletionMessage(content=None if calls else completion.text, tool_calls=calls), finish_reason=completion.finish_reason)],
+        choices=[
+            ChatChoice(
+                message=ChatCompletionMessage(content=None if calls else completion.text, tool_calls=calls),
+                finish_reason=completion.finish_reason,
+            )
+        ],
         usage=_usage(completion),
         hflambda=_trace(result.attempts, completion.engine),
     )
@@ -255,15 +305,29 @@ def _sse(data: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _stream(request: Request, events: Iterator[StreamStart | str | ChainResult], *, include_usage: bool) -> StreamingResponse:
+def _stream(
+    request: Request, events: Iterator[StreamStart | str | ChainResult], *, include_usage: bool
+) -> StreamingResponse:
     """The SSE response; the chain runs here up to its first piece, so failures keep their status."""
     first = next(events)  # FallbackExhausted / ContextLengthExceeded raise here, as JSON errors
     assert isinstance(first, StreamStart)
     rid = request_id(request)
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": first.alias, "system_fingerprint": None}
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": first.alias,
+        "system_fingerprint": None,
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra})
+        return _sse(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                **extra,
+            }
+        )
 
     def body() -> Iterator[bytes]:
         yield chunk({"role": "assistant", "content": ""}, **({"usage": None} if include_usage else {}))
@@ -273,26 +337,43 @@ def _stream(request: Request, events: Iterator[StreamStart | str | ChainResult],
                     yield chunk({"content": event}, **({"usage": None} if include_usage else {}))
                 elif isinstance(event, ChainResult):
                     completion = event.completion
-                    metrics.add_metric(name="ChatFallbacks", unit=MetricUnit.Count, value=len(event.attempts) - 1)
+                    metrics.add_metric(
+                        name="ChatFallbacks", unit=MetricUnit.Count, value=len(event.attempts) - 1
+                    )
                     if completion.tool_calls:
                         calls = [
-                            {"index": i, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                            {
+                                "index": i,
+                                "id": c.id,
+                                "type": "function",
+                                "function": {"name": c.name, "arguments": c.arguments},
+                            }
                             for i, c in enumerate(completion.tool_calls)
                         ]
                         yield chunk({"tool_calls": calls})
                     trace = _trace(event.attempts, completion.engine).model_dump()
-                    yield chunk({}, completion.finish_reason, hflambda=trace, **({"usage": None} if include_usage else {}))
+                    yield chunk(
+                        {},
+                        completion.finish_reason,
+                        hflambda=trace,
+                        **({"usage": None} if include_usage else {}),
+                    )
                     if include_usage:
                         yield _sse({**base, "choices": [], "usage": _usage(completion).model_dump()})
         except Exception as exc:  # after the first byte the status is sent: the error becomes an event
             status, error = error_body(exc, rid)
-            logger.warning("stream ended by an error", extra={"request_id": rid, "status": status, "code": error["error"]["type"]})
+            logger.warning(
+                "stream ended by an error",
+                extra={"request_id": rid, "status": status, "code": error["error"]["type"]},
+            )
             yield _sse(error)
         yield b"data: [DONE]\n\n"
 
     headers = {
         "x-hflambda-model": first.alias,
-        "x-hflambda-attempts": _attempts_header(first.attempts) + (", " if first.attempts else "") + f"{first.alias}=streaming",
+        "x-hflambda-attempts": _attempts_header(first.attempts)
+        + (", " if first.attempts else "")
+        + f"{first.alias}=streaming",
         "cache-control": "no-cache",
         "x-accel-buffering": "no",
     }

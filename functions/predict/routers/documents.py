@@ -25,9 +25,15 @@ from hflambda.settings import Settings
 
 router = APIRouter(tags=["documents"])
 
+
 def _statuses(result: PublishResult) -> DocumentsAccepted:
-    documents = [DocumentStatus(id=q.document_id, status="queued", message_id=q.message_id) for q in result.queued]
-    documents += [DocumentStatus(id=f.document_id, status="failed", error=f"{f.code}: {f.reason}") for f in result.failed]
+    documents = [
+        DocumentStatus(id=q.document_id, status="queued", message_id=q.message_id) for q in result.queued
+    ]
+    documents += [
+        DocumentStatus(id=f.document_id, status="failed", error=f"{f.code}: {f.reason}")
+        for f in result.failed
+    ]
     return DocumentsAccepted(queued=len(result.queued), failed=len(result.failed), documents=documents)
 
 
@@ -66,7 +72,9 @@ def _check_limits(body: DocumentsRequest, pool: Pool, settings: Settings) -> Non
     response_model=DocumentsAccepted,
     responses=responses(400, 401, 413, 415, 422, 503),
 )
-def add_documents(body: DocumentsRequest, caller: Caller, settings: SettingsDep, pool: Pool) -> DocumentsAccepted:
+def add_documents(
+    body: DocumentsRequest, caller: Caller, settings: SettingsDep, pool: Pool
+) -> DocumentsAccepted:
     """Queue documents for indexing under the caller's identity; per document: queued or failed."""
     if len(body.documents) > MAX_DOCUMENTS_PER_REQUEST:
         raise PayloadTooLarge(
@@ -91,7 +99,9 @@ def add_documents(body: DocumentsRequest, caller: Caller, settings: SettingsDep,
 def delete_document(
     caller: Caller,
     settings: SettingsDep,
-    document_id: str = Path(min_length=1, max_length=512, description="Id of the caller's document to delete (URL-encoded)."),
+    document_id: str = Path(
+        min_length=1, max_length=512, description="Id of the caller's document to delete (URL-encoded)."
+    ),
 ) -> DocumentsAccepted:
     """Queue the deletion of one of the caller's documents (every chunk of it).
 

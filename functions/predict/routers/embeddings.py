@@ -30,7 +30,9 @@ ITEM_OVERHEAD = 64  # {"object":"embedding","index":2047,"embedding":...},
 
 def max_inputs(dimensions: int, encoding_format: str) -> int:
     """Most vectors of ``dimensions`` whose response fits Lambda's 6 MB in ``encoding_format``."""
-    per_item = (dimensions * FLOAT_BYTES if encoding_format == "float" else -(-dimensions * 4 // 3) + 4) + ITEM_OVERHEAD
+    per_item = (
+        dimensions * FLOAT_BYTES if encoding_format == "float" else -(-dimensions * 4 // 3) + 4
+    ) + ITEM_OVERHEAD
     return min(MAX_EMBEDDING_INPUTS, RESPONSE_LIMIT_BYTES // per_item)
 
 
@@ -42,14 +44,23 @@ def max_inputs(dimensions: int, encoding_format: str) -> int:
     response_model=EmbeddingResponse,
     responses=responses(400, 401, 404, 413, 415, 422, 503),
 )
-def create_embeddings(body: EmbeddingRequest, pool: Pool, settings: SettingsDep, _caller: Caller) -> EmbeddingResponse:
+def create_embeddings(
+    body: EmbeddingRequest, pool: Pool, settings: SettingsDep, _caller: Caller
+) -> EmbeddingResponse:
     """Embed one text or a batch (up to 2,048 when the response fits 6 MB); vectors are pooled and L2-normalised like sentence-transformers."""
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     if len(texts) > MAX_EMBEDDING_INPUTS:
-        raise PayloadTooLarge(f"input has {len(texts)} texts; the limit is {MAX_EMBEDDING_INPUTS} per request", field="input", max_inputs=MAX_EMBEDDING_INPUTS)
+        raise PayloadTooLarge(
+            f"input has {len(texts)} texts; the limit is {MAX_EMBEDDING_INPUTS} per request",
+            field="input",
+            max_inputs=MAX_EMBEDDING_INPUTS,
+        )
     embedder = pool.embedder(body.model)
     if body.dimensions is not None and body.dimensions != embedder.dimensions:
-        raise BadInput(f"dimensions={body.dimensions} is not supported by {body.model!r}, which produces {embedder.dimensions}", field="dimensions")
+        raise BadInput(
+            f"dimensions={body.dimensions} is not supported by {body.model!r}, which produces {embedder.dimensions}",
+            field="dimensions",
+        )
     fits = max_inputs(embedder.dimensions, body.encoding_format)
     if len(texts) > fits:
         other = "base64" if body.encoding_format == "float" else "float"
@@ -64,7 +75,14 @@ def create_embeddings(body: EmbeddingRequest, pool: Pool, settings: SettingsDep,
         vectors = embedder.embed(texts, truncate=body.truncate)
     tokens = sum(min(n, embedder.max_tokens) for n in embedder.count_tokens(texts))
     data = [
-        EmbeddingItem(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else v.tolist())
+        EmbeddingItem(
+            index=i,
+            embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
+            if body.encoding_format == "base64"
+            else v.tolist(),
+        )
         for i, v in enumerate(vectors)
     ]
-    return EmbeddingResponse(data=data, model=body.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
+    return EmbeddingResponse(
+        data=data, model=body.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+    )

@@ -28,10 +28,15 @@ router = APIRouter(tags=["predict"])
     response_model=PredictResponse,
     responses=responses(400, 401, 404, 413, 415, 422, 503),
 )
-def predict(alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep, _caller: Caller) -> ClassificationOutput | EmbeddingOutput:
+def predict(
+    alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep, _caller: Caller
+) -> ClassificationOutput | EmbeddingOutput:
     """Run ``inputs`` through model ``alias``: labels for classifiers, vectors for embedders."""
     if len(body.inputs) > settings.max_batch:
-        raise PayloadTooLarge(f"inputs has {len(body.inputs)} texts; the limit is {settings.max_batch} per request", field="inputs")
+        raise PayloadTooLarge(
+            f"inputs has {len(body.inputs)} texts; the limit is {settings.max_batch} per request",
+            field="inputs",
+        )
     spec = pool.registry.get(alias)
     with record_inference(alias, len(body.inputs)):
         if spec.task == Task.TEXT_CLASSIFICATION:
@@ -40,12 +45,19 @@ def predict(alias: str, body: PredictRequest, pool: Pool, settings: SettingsDep,
             return ClassificationOutput(
                 model=alias,
                 revision=classifier.model.revision,
-                predictions=[[LabelScore(label=label, score=score) for label, score in row] for row in results],
+                predictions=[
+                    [LabelScore(label=label, score=score) for label, score in row] for row in results
+                ],
             )
         if spec.task == Task.EMBEDDINGS:
             embedder = pool.embedder(alias)
             vectors = embedder.embed(list(body.inputs), truncate=body.truncate)
-            return EmbeddingOutput(model=alias, revision=embedder.model.revision, dimensions=embedder.dimensions, embeddings=vectors.tolist())
+            return EmbeddingOutput(
+                model=alias,
+                revision=embedder.model.revision,
+                dimensions=embedder.dimensions,
+                embeddings=vectors.tolist(),
+            )
     raise BadInput(
         f"model {alias!r} is a {spec.task.value} model; use /v1/chat/completions for text generation",
         field="alias",

@@ -38,17 +38,29 @@ def search(body: SearchRequest, caller: Caller, pool: Pool, settings: SettingsDe
         vector = embedder.embed([body.query], truncate=True)[0]
     space = VectorSpace.of(embedder)
     try:
-        hits = get_vector_store(settings).search(caller.sub, vector, space=space, top_k=body.top_k, filter=body.filter)
+        hits = get_vector_store(settings).search(
+            caller.sub, vector, space=space, top_k=body.top_k, filter=body.filter
+        )
     except HflambdaError:
         raise  # bad input (400) or a typed store condition: mapped as such, never a blanket 502
     except Exception as exc:
         logger.exception("vector store search failed")
-        raise UpstreamError(f"the vector store could not be searched ({type(exc).__name__}); retry later") from exc
+        raise UpstreamError(
+            f"the vector store could not be searched ({type(exc).__name__}); retry later"
+        ) from exc
     return SearchResponse(
         model=alias,
         revision=space.revision,
         data=[
-            SearchResult(id=h.document_id, score=h.score, text=h.text, chunk=h.chunk, start=h.start, end=h.end, metadata=h.metadata)
+            SearchResult(
+                id=h.document_id,
+                score=h.score,
+                text=h.text,
+                chunk=h.chunk,
+                start=h.start,
+                end=h.end,
+                metadata=h.metadata,
+            )
             for h in hits
         ],
     )

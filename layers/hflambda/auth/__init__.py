@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hflambda.auth' has no attribute {name!r}")
 
+
 __all__ = [
     "REQUIRED_CLAIMS",
     "Identity",

@@ -24,4 +24,3 @@ def check_authorized_party(claims: Mapping[str, Any], parties: Collection[str]) 
         raise AuthError("missing azp claim (authorized parties are configured)")
     if azp not in parties:
         raise AuthError("azp not allowed")
-

@@ -16,13 +16,32 @@ from rich.table import Table
 from hflambda.cli.app import app
 
 DOCUMENTS = [
-    {"id": "lambda-cold-start", "text": "Lambda cold starts are short when models load from EFS with onnxruntime.", "metadata": {"topic": "serving"}},
-    {"id": "hub-rate-limits", "text": "Pinned revisions and a single warmup writer keep the Hugging Face Hub from rate limiting us.", "metadata": {"topic": "warmup"}},
-    {"id": "sqs-dlq", "text": "Poison messages are parked in a dead-letter queue where operators can inspect and redrive them.", "metadata": {"topic": "indexing"}},
-    {"id": "jwt", "text": "Tokens are verified against the issuer's JWKS; unverified claims are never trusted.", "metadata": {"topic": "auth"}},
+    {
+        "id": "lambda-cold-start",
+        "text": "Lambda cold starts are short when models load from EFS with onnxruntime.",
+        "metadata": {"topic": "serving"},
+    },
+    {
+        "id": "hub-rate-limits",
+        "text": "Pinned revisions and a single warmup writer keep the Hugging Face Hub from rate limiting us.",
+        "metadata": {"topic": "warmup"},
+    },
+    {
+        "id": "sqs-dlq",
+        "text": "Poison messages are parked in a dead-letter queue where operators can inspect and redrive them.",
+        "metadata": {"topic": "indexing"},
+    },
+    {
+        "id": "jwt",
+        "text": "Tokens are verified against the issuer's JWKS; unverified claims are never trusted.",
+        "metadata": {"topic": "auth"},
+    },
 ]
 # the local profile's models are real (README "Development models"): the demo checks meaning, not only shape
-REVIEWS = {"I love this, it is wonderful!": "positive", "This is awful, it broke on the first day.": "negative"}
+REVIEWS = {
+    "I love this, it is wonderful!": "positive",
+    "This is awful, it broke on the first day.": "negative",
+}
 ANSWER_SCHEMA = {
     "type": "object",
     "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
@@ -61,13 +80,27 @@ class Demo:
             self.token("bob")
         except RuntimeError:
             return f"queued {body['queued']}, failed {body['failed']}"
-        self.ok(self.call("POST", "/v1/documents", user="bob", json={"documents": [{"id": "bob-note", "text": "Bob's private note about cold starts on Lambda."}]}), 202)
+        self.ok(
+            self.call(
+                "POST",
+                "/v1/documents",
+                user="bob",
+                json={
+                    "documents": [
+                        {"id": "bob-note", "text": "Bob's private note about cold starts on Lambda."}
+                    ]
+                },
+            ),
+            202,
+        )
         return f"queued {body['queued']} for alice (+1 for bob), failed {body['failed']}"
 
     def search(self) -> str:
         deadline = time.monotonic() + 90
         while True:
-            body = self.ok(self.call("POST", "/v1/search", json={"query": "why are cold starts fast?", "top_k": 3}))
+            body = self.ok(
+                self.call("POST", "/v1/search", json={"query": "why are cold starts fast?", "top_k": 3})
+            )
             ids = [hit["id"] for hit in body["data"]]
             if "lambda-cold-start" in ids:
                 return f"top: {ids} (scores {[round(h['score'], 3) for h in body['data']]})"
@@ -80,25 +113,47 @@ class Demo:
             self.token("bob")
         except RuntimeError as exc:
             return f"not run: {exc}"
-        body = self.ok(self.call("POST", "/v1/search", user="bob", json={"query": "cold starts", "top_k": 10, "user_id": "alice"}))
+        body = self.ok(
+            self.call(
+                "POST",
+                "/v1/search",
+                user="bob",
+                json={"query": "cold starts", "top_k": 10, "user_id": "alice"},
+            )
+        )
         ids = [hit["id"] for hit in body["data"]]
         if any(i in ids for i in (d["id"] for d in DOCUMENTS)):
             raise RuntimeError(f"bob saw alice's documents: {ids}")
         return f"bob sees only {ids}"
 
     def classify(self) -> str:
-        body = self.ok(self.call("POST", "/v1/models/classify/predict", json={"inputs": list(REVIEWS), "top_k": 1}))
+        body = self.ok(
+            self.call("POST", "/v1/models/classify/predict", json={"inputs": list(REVIEWS), "top_k": 1})
+        )
         labels = [p[0]["label"] for p in body["predictions"]]
         if labels != list(REVIEWS.values()):
             raise RuntimeError(f"expected {list(REVIEWS.values())}, got {labels}")
-        return ", ".join(f"{text!r}: {p[0]['label']} {p[0]['score']:.2f}" for text, p in zip(REVIEWS, body["predictions"], strict=True)) + f" (revision {body['revision'][:24]})"
+        return (
+            ", ".join(
+                f"{text!r}: {p[0]['label']} {p[0]['score']:.2f}"
+                for text, p in zip(REVIEWS, body["predictions"], strict=True)
+            )
+            + f" (revision {body['revision'][:24]})"
+        )
 
     def embed(self) -> str:
-        body = self.ok(self.call("POST", "/v1/embeddings", json={"input": ["hello", "world"], "model": "embed"}))
+        body = self.ok(
+            self.call("POST", "/v1/embeddings", json={"input": ["hello", "world"], "model": "embed"})
+        )
         return f"{len(body['data'])} vectors of {len(body['data'][0]['embedding'])} dims, {body['usage']['prompt_tokens']} tokens"
 
     def chat(self) -> str:
-        request = {"model": "chat", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 128, "temperature": 0}
+        request = {
+            "model": "chat",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 128,
+            "temperature": 0,
+        }
         body = self.ok(self.call("POST", "/v1/chat/completions", json=request))
         choice = body["choices"][0]
         return f"{body['model']}: {choice['message']['content'][:160]!r} (finish {choice['finish_reason']}, {body['usage']['completion_tokens']} tokens)"
@@ -108,10 +163,18 @@ class Demo:
         for review, expected in REVIEWS.items():
             request = {
                 "model": "chat",
-                "messages": [{"role": "user", "content": f"Is the review {review!r} positive or negative? Answer in JSON."}],
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"Is the review {review!r} positive or negative? Answer in JSON.",
+                    }
+                ],
                 "max_tokens": 32,
                 "temperature": 0,
-                "response_format": {"type": "json_schema", "json_schema": {"name": "review", "schema": ANSWER_SCHEMA, "strict": True}},
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "review", "schema": ANSWER_SCHEMA, "strict": True},
+                },
             }
             body = self.ok(self.call("POST", "/v1/chat/completions", json=request))
             answer = json.loads(body["choices"][0]["message"]["content"])
@@ -127,13 +190,20 @@ class Demo:
 
 @app.command()
 def demo(
-    state: Annotated[Path, typer.Option(help="State folder of the running `hflambda dev`.")] = Path(".hflambda"),
+    state: Annotated[Path, typer.Option(help="State folder of the running `hflambda dev`.")] = Path(
+        ".hflambda"
+    ),
     url: Annotated[
-        str | None, typer.Option(help="The API to run against (e.g. the front door `make rehearse` prints); default: the running `hflambda dev`.")
+        str | None,
+        typer.Option(
+            help="The API to run against (e.g. the front door `make rehearse` prints); default: the running `hflambda dev`."
+        ),
     ] = None,
     token: Annotated[
         list[str] | None,
-        typer.Option(help="Bearer token of the first user; repeat for a second user (the isolation step). Default: minted by the dev issuer."),
+        typer.Option(
+            help="Bearer token of the first user; repeat for a second user (the isolation step). Default: minted by the dev issuer."
+        ),
     ] = None,
 ) -> None:
     """Index, search, classify, embed and generate against a running `hflambda dev` (or `--url`)."""
@@ -157,7 +227,9 @@ def demo(
     else:
         info_file = state / "dev.json"
         if not info_file.is_file():
-            console.print(f"[red]{info_file} not found: start `hflambda dev` (or `make dev`) first, or pass --url and --token.[/red]")
+            console.print(
+                f"[red]{info_file} not found: start `hflambda dev` (or `make dev`) first, or pass --url and --token.[/red]"
+            )
             raise typer.Exit(2)
         info = json.loads(info_file.read_text())
         api = (url or info["api"]).rstrip("/")

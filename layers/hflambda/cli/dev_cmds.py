@@ -27,16 +27,22 @@ def _summary(console: Console, info: dict[str, object], token: str, key_dir: Pat
     models = info.get("models") or {}
     assert isinstance(models, dict)
     for alias, state in models.items():
-        table.add_row(f"model {alias}", f"{state['status']} {state.get('revision') or ''} {state.get('reason') or ''}")
+        table.add_row(
+            f"model {alias}", f"{state['status']} {state.get('revision') or ''} {state.get('reason') or ''}"
+        )
     console.print(table)
     console.print("[bold]dev token[/bold] (sub=alice, also: hflambda token --sub alice):")
     console.print(token, soft_wrap=True, highlight=False)
     console.print("\n[bold]try it[/bold]:")
-    console.print("export TOKEN=$(.venv/bin/hflambda token --sub alice)", soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        "export TOKEN=$(.venv/bin/hflambda token --sub alice)", soft_wrap=True, highlight=False, markup=False
+    )
     console.print(
         f"curl -s {api}/v1/embeddings -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
-        "-d '{\"input\":[\"hello\"],\"model\":\"embed\"}'",
-        soft_wrap=True, highlight=False, markup=False,
+        '-d \'{"input":["hello"],"model":"embed"}\'',
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
     )
     console.print("\nCtrl-C stops everything.")
 
@@ -46,12 +52,15 @@ def dev(
     port: Annotated[int, typer.Option(help="Port of the predict API on 127.0.0.1.")] = 8000,
     store: Annotated[Path | None, typer.Option(help="Model store folder (default .hflambda/models).")] = None,
     registry: Annotated[Path, typer.Option(help="Registry file.")] = Path("models.toml"),
-    state: Annotated[Path, typer.Option(help="Folder for local state (store, vectors, logs, dev key).")] = Path(".hflambda"),
+    state: Annotated[
+        Path, typer.Option(help="Folder for local state (store, vectors, logs, dev key).")
+    ] = Path(".hflambda"),
     reset: Annotated[bool, typer.Option("--reset", help="Wipe the store, vectors and logs first.")] = False,
     warm: Annotated[bool, typer.Option(help="Run warmup before serving.")] = True,
     issuer_port: Annotated[int, typer.Option(help="Port of the dev token issuer.")] = 8001,
     vectors: Annotated[
-        str, typer.Option(help="Vector backend: local (LanceDB folder) or aws (S3 Vectors + DynamoDB on moto).")
+        str,
+        typer.Option(help="Vector backend: local (LanceDB folder) or aws (S3 Vectors + DynamoDB on moto)."),
     ] = "local",
 ) -> None:
     """Run the whole system locally: moto (SQS, S3, Secrets Manager), dev issuer, warmup, API, poller."""
@@ -61,7 +70,16 @@ def dev(
 
     console = Console(soft_wrap=True)
     stack = DevStack(
-        DevConfig(state=state, store=store, registry=registry, port=port, issuer_port=issuer_port, warm=warm, reset=reset, vectors=vectors),
+        DevConfig(
+            state=state,
+            store=store,
+            registry=registry,
+            port=port,
+            issuer_port=issuer_port,
+            warm=warm,
+            reset=reset,
+            vectors=vectors,
+        ),
         say=lambda text: console.print(text, markup=False, highlight=False),
     )
     install_signal_handlers(stack)

@@ -14,12 +14,16 @@ from hflambda.cli.app import app
 from hflambda.errors import HflambdaError
 from hflambda.settings import Settings, get_settings
 
-dlq_app = typer.Typer(help="See why index messages were parked in the DLQ, and move them back.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="See why index messages were parked in the DLQ, and move them back.", no_args_is_help=True
+)
 vectors_app = typer.Typer(help="Vector store operations.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(vectors_app, name="vectors")
 
-QueueOpt = Annotated[str | None, typer.Option("--queue-url", help="Index queue URL (default: HFLAMBDA_INDEX_QUEUE_URL).")]
+QueueOpt = Annotated[
+    str | None, typer.Option("--queue-url", help="Index queue URL (default: HFLAMBDA_INDEX_QUEUE_URL).")
+]
 DlqOpt = Annotated[
     str | None,
     typer.Option("--dlq-url", help="DLQ URL (default: HFLAMBDA_DLQ_URL, else the queue's RedrivePolicy)."),
@@ -96,7 +100,10 @@ def dlq_redrive(
     """Move parked messages back to the index queue (after fixing what made them fail)."""
     result = _dead_letters(get_settings(), queue_url, dlq_url, with_store=False).redrive(limit)
     console = Console()
-    console.print(f"moved {result.moved} message(s) back to the queue" + (f", {result.failed} failed" if result.failed else ""))
+    console.print(
+        f"moved {result.moved} message(s) back to the queue"
+        + (f", {result.failed} failed" if result.failed else "")
+    )
     if result.failed:
         raise typer.Exit(1)
 
@@ -111,14 +118,19 @@ def reindex(
     console = Console()
     indexer = Indexer.from_settings(get_settings())
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as progress:
             task = progress.add_task("re-embedding", total=None)
             counts = {"documents": 0, "chunks": 0}
 
             def step(documents: int, chunks: int) -> None:
                 counts["documents"] += documents
                 counts["chunks"] += chunks
-                progress.update(task, description=f"re-embedded {counts['documents']} document(s), {counts['chunks']} chunk(s)")
+                progress.update(
+                    task,
+                    description=f"re-embedded {counts['documents']} document(s), {counts['chunks']} chunk(s)",
+                )
 
             report = indexer.reindex(batch_size=batch_size, progress=step)
     except HflambdaError as exc:

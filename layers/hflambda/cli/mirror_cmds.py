@@ -26,7 +26,9 @@ from hflambda.settings import get_settings
 def mirror(
     alias: Annotated[str, typer.Argument(help="Registry alias whose pinned revision is copied.")],
     destination: Annotated[str, typer.Argument(help="Mirror root, s3://bucket/prefix.")],
-    force: Annotated[bool, typer.Option("--force", help="Copy again even if the revision is already mirrored.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Copy again even if the revision is already mirrored.")
+    ] = False,
     token_secret: Annotated[
         str | None,
         typer.Option(
@@ -50,7 +52,13 @@ def mirror(
         console.print(f"[red]{exc}[/red]", markup=True, highlight=False)
         raise typer.Exit(2) from exc
     token = HfToken(token_secret or settings.hf_token_secret, max_age=settings.secret_max_age, ambient=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console, disable=as_json) as progress:
             download = progress.add_task(f"{alias}: download {spec.repo}", total=None)
@@ -79,6 +87,14 @@ def mirror(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    what = "already mirrored" if result.skipped else f"mirrored {len(result.files)} files ({result.bytes_uploaded} bytes)"
-    console.print(f"[green]{alias}[/green]: {result.repo}@{result.revision[:12]} {what} at {result.source_uri}/{result.revision}/")
-    console.print(f'Warm from it: set source = "{result.source_uri}" for models.{alias} (e.g. under [profiles.aws.{alias}]).')
+    what = (
+        "already mirrored"
+        if result.skipped
+        else f"mirrored {len(result.files)} files ({result.bytes_uploaded} bytes)"
+    )
+    console.print(
+        f"[green]{alias}[/green]: {result.repo}@{result.revision[:12]} {what} at {result.source_uri}/{result.revision}/"
+    )
+    console.print(
+        f'Warm from it: set source = "{result.source_uri}" for models.{alias} (e.g. under [profiles.aws.{alias}]).'
+    )

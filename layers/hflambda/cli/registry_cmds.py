@@ -16,12 +16,16 @@ from hflambda.settings import get_settings
 @app.command()
 def check(
     path: Annotated[Path | None, typer.Argument(help="Registry file (default: HFLAMBDA_REGISTRY).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Profile whose overrides to check too (default: HFLAMBDA_PROFILE).")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Profile whose overrides to check too (default: HFLAMBDA_PROFILE).")
+    ] = None,
 ) -> None:
     """Validate the registry: print every problem with alias and field; exit 2 on any."""
     settings = get_settings()
     target = path or settings.registry
-    budget_mb = settings.model_memory_budget_mb or int(settings.predict_memory_mb * 0.6)  # the pool's budget rule
+    budget_mb = settings.model_memory_budget_mb or int(
+        settings.predict_memory_mb * 0.6
+    )  # the pool's budget rule
     problems = check_registry(
         target,
         profile=profile if profile is not None else (settings.profile or None),

@@ -57,7 +57,9 @@ class RichObserver:
             self.progress.remove_task(download)
         task = self.tasks.get(result.alias)
         if task is not None:
-            self.progress.update(task, description=f"{result.alias}: {result.status.value}", completed=len(self.STEPS) + 1)
+            self.progress.update(
+                task, description=f"{result.alias}: {result.status.value}", completed=len(self.STEPS) + 1
+            )
 
 
 PARITY_KEYS = ("min_cosine", "mean_cosine", "argmax_agreement", "max_prob_diff", "logits_min_cosine")
@@ -77,7 +79,13 @@ def summary_table(result: WarmupResult) -> Table:
         style = STYLE.get(m.status, "")
         seconds = m.timings.get("total_s")
         detail = m.reason or _parity_summary(m.parity)
-        table.add_row(m.alias, f"[{style}]{m.status.value}[/{style}]", (m.live_revision or m.revision or "-")[:12], f"{seconds:.1f}" if seconds else "-", detail)
+        table.add_row(
+            m.alias,
+            f"[{style}]{m.status.value}[/{style}]",
+            (m.live_revision or m.revision or "-")[:12],
+            f"{seconds:.1f}" if seconds else "-",
+            detail,
+        )
     return table
 
 
@@ -92,7 +100,15 @@ def warmup(
     settings = get_settings()
     console = Console(stderr=as_json, soft_wrap=True)
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False, disable=as_json) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=as_json,
+        ) as progress:
             result = warmup_from_settings(settings, aliases=models or None, observer=RichObserver(progress))
     except RegistryError as exc:
         console.print(f"[red]{exc}[/red]")

@@ -39,13 +39,25 @@ Loader = Callable[[ModelSpec, PublishedModel, Settings], Engine]
 def _load_embedder(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Embedder:
     from hflambda.engines.onnx import OnnxEmbedder
 
-    return OnnxEmbedder(model, max_tokens=serving_max_tokens(spec, model), pooling=spec.pooling, normalize=spec.normalize, threads=settings.ort_threads, mode=settings.ort_mode)
+    return OnnxEmbedder(
+        model,
+        max_tokens=serving_max_tokens(spec, model),
+        pooling=spec.pooling,
+        normalize=spec.normalize,
+        threads=settings.ort_threads,
+        mode=settings.ort_mode,
+    )
 
 
 def _load_classifier(spec: ModelSpec, model: PublishedModel, settings: Settings) -> TextClassifier:
     from hflambda.engines.onnx import OnnxClassifier
 
-    return OnnxClassifier(model, max_tokens=serving_max_tokens(spec, model), threads=settings.ort_threads, mode=settings.ort_mode)
+    return OnnxClassifier(
+        model,
+        max_tokens=serving_max_tokens(spec, model),
+        threads=settings.ort_threads,
+        mode=settings.ort_mode,
+    )
 
 
 def _load_generator(spec: ModelSpec, model: PublishedModel, settings: Settings) -> Engine:
@@ -60,7 +72,6 @@ LOADERS: dict[Task, Loader] = {
     Task.TEXT_CLASSIFICATION: _load_classifier,
     Task.TEXT_GENERATION: _load_generator,
 }
-
 
 
 def _wrong_engine(alias: str, engine: Engine, protocol: str) -> ModelNotReady:
@@ -137,7 +148,9 @@ class ModelPool:
             raise
         except Exception as exc:  # onnxruntime/tokenizers failures on a bad file
             self.records[spec.alias] = LoadRecord(error=f"{type(exc).__name__}: {exc}")
-            raise ModelNotReady(spec.alias, f"failed to load from the store: {type(exc).__name__}: {exc}") from exc
+            raise ModelNotReady(
+                spec.alias, f"failed to load from the store: {type(exc).__name__}: {exc}"
+            ) from exc
         load_ms = (time.perf_counter() - started) * 1000
         self.records[spec.alias] = LoadRecord(load_ms=load_ms)
         self._engines.pop(spec.alias, None)

@@ -20,7 +20,15 @@ from hflambda.runtime import available_cpus
 from hflambda.store import PublishedModel
 from hflambda.telemetry import logger
 
-__all__ = ["OnnxClassifier", "OnnxEmbedder", "OnnxEncoder", "RunMode", "buckets", "session_options", "split_for_workers"]
+__all__ = [
+    "OnnxClassifier",
+    "OnnxEmbedder",
+    "OnnxEncoder",
+    "RunMode",
+    "buckets",
+    "session_options",
+    "split_for_workers",
+]
 
 BATCH = 32
 # a length bucket closes when padding would exceed this share of its tokens, or at this size
@@ -110,7 +118,9 @@ def split_for_workers(groups: list[list[int]], lengths: list[int], workers: int)
 class OnnxEncoder:
     """Shared machinery: tokenizer, session, length checks, length-sorted batching."""
 
-    def __init__(self, model: PublishedModel, *, max_tokens: int, threads: int = 0, mode: RunMode = "latency") -> None:
+    def __init__(
+        self, model: PublishedModel, *, max_tokens: int, threads: int = 0, mode: RunMode = "latency"
+    ) -> None:
         self.alias = model.alias
         self.model = model
         self.max_tokens = max_tokens
@@ -129,7 +139,9 @@ class OnnxEncoder:
         self.mode: RunMode = mode
         self.workers = cpus if mode == "throughput" else 1
         options = session_options(1 if mode == "throughput" else cpus, self.session_level)
-        self.session = ort.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self._executor: ThreadPoolExecutor | None = None
         # what the session really runs with (the image tier asserts it under a CPU limit)
         self.session_settings = {
@@ -188,7 +200,9 @@ class OnnxEncoder:
             self._truncator = truncator
         return self._truncator
 
-    def _batches(self, encodings: list[Encoding], size: int = BATCH) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+    def _batches(
+        self, encodings: list[Encoding], size: int = BATCH
+    ) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Length buckets (see ``buckets``), each padded to its longest input only, with the
         original positions so callers restore input order. In throughput mode the buckets
         are split so every worker has a run (see ``split_for_workers``)."""
@@ -214,7 +228,9 @@ class OnnxEncoder:
         """One session run, first output."""
         return self.session.run(self.output_names[:1], feed)[0]
 
-    def map_batches(self, encodings: list[Encoding], post: Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def map_batches(
+        self, encodings: list[Encoding], post: Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """``post(output, feed)`` per batch with its positions: one run at a time (latency
         mode) or ``workers`` at once on one session (throughput mode; onnxruntime runs are
         thread-safe and release the GIL)."""
@@ -228,18 +244,33 @@ class OnnxEncoder:
                 yield idx, one(feed)
             return
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"ort-{self.alias}")
-        yield from zip((idx for idx, _ in batches), self._executor.map(one, [feed for _, feed in batches]), strict=True)
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix=f"ort-{self.alias}"
+            )
+        yield from zip(
+            (idx for idx, _ in batches), self._executor.map(one, [feed for _, feed in batches]), strict=True
+        )
 
 
 class OnnxEmbedder(OnnxEncoder):
     """Sentence embeddings: pooled (mean or CLS) and optionally L2-normalised."""
 
-    def __init__(self, model: PublishedModel, *, max_tokens: int, pooling: str = "mean", normalize: bool = True, threads: int = 0, mode: RunMode = "latency") -> None:
+    def __init__(
+        self,
+        model: PublishedModel,
+        *,
+        max_tokens: int,
+        pooling: str = "mean",
+        normalize: bool = True,
+        threads: int = 0,
+        mode: RunMode = "latency",
+    ) -> None:
         super().__init__(model, max_tokens=max_tokens, threads=threads, mode=mode)
         self.pooling = pooling
         self.normalize = normalize
-        self.dimensions = int(model.manifest.info.get("dimensions") or self.session.get_outputs()[0].shape[-1])
+        self.dimensions = int(
+            model.manifest.info.get("dimensions") or self.session.get_outputs()[0].shape[-1]
+        )
 
     def embed(self, texts: list[str], *, truncate: bool = False) -> np.ndarray:
         """float32 (len(texts), dimensions), in input order."""
@@ -266,14 +297,18 @@ class OnnxEmbedder(OnnxEncoder):
 class OnnxClassifier(OnnxEncoder):
     """Sequence classification: softmax (single label) or sigmoid (multi label) over logits."""
 
-    def __init__(self, model: PublishedModel, *, max_tokens: int, threads: int = 0, mode: RunMode = "latency") -> None:
+    def __init__(
+        self, model: PublishedModel, *, max_tokens: int, threads: int = 0, mode: RunMode = "latency"
+    ) -> None:
         super().__init__(model, max_tokens=max_tokens, threads=threads, mode=mode)
         id2label = model.manifest.info.get("id2label") or {}
         count = int(self.session.get_outputs()[0].shape[-1] or len(id2label))
         self.labels = [str(id2label.get(str(i), f"LABEL_{i}")) for i in range(count)]
         self.multi_label = model.manifest.info.get("problem_type") == "multi_label_classification"
 
-    def classify(self, texts: list[str], *, top_k: int | None = 1, truncate: bool = False) -> list[list[tuple[str, float]]]:
+    def classify(
+        self, texts: list[str], *, top_k: int | None = 1, truncate: bool = False
+    ) -> list[list[tuple[str, float]]]:
         """Per text: (label, score) sorted by score, at most top_k (None: all labels)."""
         encodings = self.encode(texts, truncate=truncate)
         scores = np.empty((len(texts), len(self.labels)), dtype=np.float32)

@@ -113,7 +113,10 @@ class ChatRequest:
             item: dict[str, Any] = {"role": m.role, "content": m.content}
             if m.tool_calls:
                 item["content"] = m.content or None
-                item["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+                item["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in m.tool_calls
+                ]
             if m.tool_call_id is not None:
                 item["tool_call_id"] = m.tool_call_id
             out.append(item)
@@ -152,7 +155,9 @@ class StreamingChatEngine(ChatEngine, Protocol):
         ...
 
 
-def stream_completion(engine: ChatEngine, request: ChatRequest, *, timeout: float) -> Iterator[str | Completion]:
+def stream_completion(
+    engine: ChatEngine, request: ChatRequest, *, timeout: float
+) -> Iterator[str | Completion]:
     """``engine.stream`` when it streams, else its whole answer as one piece, then the Completion."""
     if isinstance(engine, StreamingChatEngine):
         yield from engine.stream(request, timeout=timeout)
@@ -173,7 +178,9 @@ def guidance_schema(response_format: ResponseFormat) -> dict[str, Any] | None:
     if response_format.type == "text":
         return None
     schema: dict[str, Any] = (
-        dict(response_format.schema) if response_format.type == "json_schema" and response_format.schema else {"type": "object"}
+        dict(response_format.schema)
+        if response_format.type == "json_schema" and response_format.schema
+        else {"type": "object"}
     )
     schema.setdefault("x-guidance", {"whitespace_flexible": False})
     return schema
@@ -190,10 +197,14 @@ def validate_output(response_format: ResponseFormat, text: str) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         snippet = text[:80] + ("..." if len(text) > 80 else "")
-        raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"answer is not valid JSON ({exc.msg} at char {exc.pos}): {snippet!r}") from None
+        raise AttemptFailed(
+            FailureKind.INVALID_OUTPUT, f"answer is not valid JSON ({exc.msg} at char {exc.pos}): {snippet!r}"
+        ) from None
     if response_format.type == "json_object":
         if not isinstance(value, dict):
-            raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"answer is JSON but not an object (got {type(value).__name__})")
+            raise AttemptFailed(
+                FailureKind.INVALID_OUTPUT, f"answer is JSON but not an object (got {type(value).__name__})"
+            )
         return value
     import jsonschema
 
@@ -202,5 +213,7 @@ def validate_output(response_format: ResponseFormat, text: str) -> Any:
     error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(value))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "<root>"
-        raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"answer does not match the JSON schema at {where}: {error.message}")
+        raise AttemptFailed(
+            FailureKind.INVALID_OUTPUT, f"answer does not match the JSON schema at {where}: {error.message}"
+        )
     return value

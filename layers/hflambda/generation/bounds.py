@@ -31,7 +31,19 @@ from hflambda.errors import BadInput
 __all__ = ["SchemaLimits", "check_schema_bounds"]
 
 # schema keywords whose value is one subschema / a list of them / a name → subschema map
-_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties", "additionalItems")
+_ONE = (
+    "items",
+    "additionalProperties",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "additionalItems",
+)
 _MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
 _MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
@@ -77,7 +89,9 @@ class _Walker:
         if number is None or number < 0:
             raise self.refuse(keyword, path, f"must be a non-negative integer, got {value!r}")
         if number > limit:
-            raise self.refuse(keyword, path, f"is {number}; the limit is {limit} (the guided decoder expands it eagerly)")
+            raise self.refuse(
+                keyword, path, f"is {number}; the limit is {limit} (the guided decoder expands it eagerly)"
+            )
         return number
 
     def _children(self, node: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
@@ -88,14 +102,18 @@ class _Walker:
             value = node.get(key)
             if isinstance(value, list):
                 if len(value) > self.limits.max_properties:
-                    raise self.refuse(key, path, f"has {len(value)} schemas; the limit is {self.limits.max_properties}")
+                    raise self.refuse(
+                        key, path, f"has {len(value)} schemas; the limit is {self.limits.max_properties}"
+                    )
                 for i, item in enumerate(value):
                     yield f"{path}/{key}/{i}", item
         for key in _MAP:
             value = node.get(key)
             if isinstance(value, dict):
                 if len(value) > self.limits.max_properties:
-                    raise self.refuse(key, path, f"has {len(value)} entries; the limit is {self.limits.max_properties}")
+                    raise self.refuse(
+                        key, path, f"has {len(value)} entries; the limit is {self.limits.max_properties}"
+                    )
                 for name, item in value.items():
                     yield f"{path}/{key}/{name}", item
 
@@ -104,11 +122,17 @@ class _Walker:
         if not isinstance(pattern, str):
             return
         if len(pattern) > self.limits.max_pattern:
-            raise self.refuse("pattern", path, f"is {len(pattern)} characters; the limit is {self.limits.max_pattern}")
+            raise self.refuse(
+                "pattern", path, f"is {len(pattern)} characters; the limit is {self.limits.max_pattern}"
+            )
         for match in _REPEAT.finditer(pattern):
             counts = [int(g) for g in match.groups() if g]
             if counts and max(counts) > self.limits.max_repeat:
-                raise self.refuse("pattern", path, f"repeats {max(counts)} times ({match.group(0)}); the limit is {self.limits.max_repeat}")
+                raise self.refuse(
+                    "pattern",
+                    path,
+                    f"repeats {max(counts)} times ({match.group(0)}); the limit is {self.limits.max_repeat}",
+                )
 
     def _ref(self, node: dict[str, Any], path: str) -> Any:
         ref = node.get("$ref")
@@ -129,21 +153,28 @@ class _Walker:
             raise self.refuse("nesting", path, f"is deeper than {self.limits.max_depth} levels")
         minimum = self._bound(node, "minItems", path, self.limits.max_items)
         maximum = self._bound(node, "maxItems", path, self.limits.max_items)
-        length = max(self._bound(node, "minLength", path, self.limits.max_length), self._bound(node, "maxLength", path, self.limits.max_length))
+        length = max(
+            self._bound(node, "minLength", path, self.limits.max_length),
+            self._bound(node, "maxLength", path, self.limits.max_length),
+        )
         self._bound(node, "minProperties", path, self.limits.max_properties)
         self._bound(node, "maxProperties", path, self.limits.max_properties)
         self._pattern(node, path)
         for keyword in ("enum", "required"):
             values = node.get(keyword)
             if isinstance(values, list) and len(values) > self.limits.max_enum:
-                raise self.refuse(keyword, path, f"has {len(values)} values; the limit is {self.limits.max_enum}")
+                raise self.refuse(
+                    keyword, path, f"has {len(values)} values; the limit is {self.limits.max_enum}"
+                )
         self.units += multiplier * (1 + length // 16)
         inner = multiplier * max(1, maximum or minimum)
         if (maximum or minimum) and not isinstance(node.get("items"), dict):
             self.units += inner  # items of any shape still expand once per bounded item
         if self.units > self.limits.max_expansion:
             raise self.refuse(
-                "expansion", path, f"the schema's grammar would expand to over {self.limits.max_expansion} units (nested array and string bounds multiply); lower minItems/maxItems/maxLength"
+                "expansion",
+                path,
+                f"the schema's grammar would expand to over {self.limits.max_expansion} units (nested array and string bounds multiply); lower minItems/maxItems/maxLength",
             )
         target = self._ref(node, path)
         if target is not None and node["$ref"] not in refs:  # a recursive $ref is walked once
@@ -158,8 +189,20 @@ def check_schema_bounds(schema: dict[str, Any], *, where: str, limits: SchemaLim
     limits = limits or SchemaLimits()
     size = len(json.dumps(schema, separators=(",", ":")))
     if size > limits.max_bytes:
-        raise BadInput(f"{where}: the schema is {size} bytes; the limit is {limits.max_bytes}", field=where, keyword="size")
+        raise BadInput(
+            f"{where}: the schema is {size} bytes; the limit is {limits.max_bytes}",
+            field=where,
+            keyword="size",
+        )
     guidance = schema.get("x-guidance")
-    if guidance is not None and (not isinstance(guidance, dict) or set(guidance) - GUIDANCE_KEYS or not all(isinstance(v, bool) for v in guidance.values())):
-        raise BadInput(f"{where}: x-guidance may only set whitespace_flexible (true or false)", field=where, keyword="x-guidance")
+    if guidance is not None and (
+        not isinstance(guidance, dict)
+        or set(guidance) - GUIDANCE_KEYS
+        or not all(isinstance(v, bool) for v in guidance.values())
+    ):
+        raise BadInput(
+            f"{where}: x-guidance may only set whitespace_flexible (true or false)",
+            field=where,
+            keyword="x-guidance",
+        )
     _Walker(schema, where, limits).walk(schema, "", 0, 1, ())

@@ -28,7 +28,17 @@ from hflambda.generation.tools import check_tool_calls
 from hflambda.registry import ModelSpec, Registry, Task
 from hflambda.telemetry import logger
 
-__all__ = ["Attempt", "ChainResult", "StreamEvent", "StreamStart", "chain_for", "exhausted_status", "finish", "run_chain", "stream_chain"]
+__all__ = [
+    "Attempt",
+    "ChainResult",
+    "StreamEvent",
+    "StreamStart",
+    "chain_for",
+    "exhausted_status",
+    "finish",
+    "run_chain",
+    "stream_chain",
+]
 
 # an attempt with less time than this left is not started (its answer could not arrive)
 MIN_ATTEMPT_SECONDS = 1.0
@@ -121,8 +131,16 @@ def _failed(spec: ModelSpec, exc: Exception, seconds: float) -> Attempt:
         return Attempt(spec.alias, False, seconds, FailureKind.UPSTREAM, f"{exc.code}: {exc.message}")
     # an engine bug or a native error (a grammar parser dump, a binding's cast error) costs
     # one attempt, never the whole request, and its text stays in the log
-    logger.exception("generation engine failed", extra={"model": spec.alias, "error_type": type(exc).__name__})
-    return Attempt(spec.alias, False, seconds, FailureKind.UPSTREAM, f"the engine failed ({type(exc).__name__}; details are in the server log)")
+    logger.exception(
+        "generation engine failed", extra={"model": spec.alias, "error_type": type(exc).__name__}
+    )
+    return Attempt(
+        spec.alias,
+        False,
+        seconds,
+        FailureKind.UPSTREAM,
+        f"the engine failed ({type(exc).__name__}; details are in the server log)",
+    )
 
 
 def _exhausted(attempts: list[Attempt]) -> FallbackExhausted:
@@ -133,14 +151,24 @@ def _exhausted(attempts: list[Attempt]) -> FallbackExhausted:
     return FallbackExhausted(pairs, status=exhausted_status(attempts))
 
 
-def _within_budget(chain: list[ModelSpec], attempts: list[Attempt], budget_seconds: float, clock: Callable[[], float]) -> Iterator[tuple[ModelSpec, float]]:
+def _within_budget(
+    chain: list[ModelSpec], attempts: list[Attempt], budget_seconds: float, clock: Callable[[], float]
+) -> Iterator[tuple[ModelSpec, float]]:
     """Each model of ``chain`` with its timeout while the request budget lasts; one it cannot
     reach any more is recorded in ``attempts`` as skipped."""
     deadline = clock() + budget_seconds
     for spec in chain:
         remaining = deadline - clock()
         if remaining < MIN_ATTEMPT_SECONDS:
-            attempts.append(Attempt(spec.alias, False, 0.0, FailureKind.SKIPPED, f"not tried: {budget_seconds:g} s request budget spent"))
+            attempts.append(
+                Attempt(
+                    spec.alias,
+                    False,
+                    0.0,
+                    FailureKind.SKIPPED,
+                    f"not tried: {budget_seconds:g} s request budget spent",
+                )
+            )
             continue
         yield spec, min(spec.timeout_seconds, remaining)
 
@@ -166,7 +194,10 @@ def run_chain(
             continue
         attempts.append(Attempt(spec.alias, True, round(clock() - started, 3)))
         if len(attempts) > 1:
-            logger.warning("answered by a fallback", extra={"model": spec.alias, "attempts": [a.line() for a in attempts]})
+            logger.warning(
+                "answered by a fallback",
+                extra={"model": spec.alias, "attempts": [a.line() for a in attempts]},
+            )
         return ChainResult(alias=spec.alias, completion=completion, attempts=attempts, parsed=parsed)
     raise _exhausted(attempts)
 

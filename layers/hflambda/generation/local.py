@@ -38,15 +38,27 @@ class LocalChatEngine:
         self.model = model
         self.spec = spec
         config = og.Config(str(model.path))
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads or available_cpus()}}}}))
+        config.overlay(
+            json.dumps(
+                {
+                    "model": {
+                        "decoder": {"session_options": {"intra_op_num_threads": threads or available_cpus()}}
+                    }
+                }
+            )
+        )
         self._model = og.Model(config)
         self._tokenizer = og.Tokenizer(self._model)
         template = read_chat_template(model.path)
         if template is None:
-            raise ValueError(f"{model.path} has no chat template (chat_template.jinja or tokenizer_config.json)")
+            raise ValueError(
+                f"{model.path} has no chat template (chat_template.jinja or tokenizer_config.json)"
+            )
         self._template = template
         genai_config = json.loads((model.path / GENAI_CONFIG).read_text(encoding="utf-8"))
-        self.context_tokens = min(spec.context_tokens, int(genai_config["model"].get("context_length") or spec.context_tokens))
+        self.context_tokens = min(
+            spec.context_tokens, int(genai_config["model"].get("context_length") or spec.context_tokens)
+        )
         self.max_output_tokens = spec.max_output_tokens
         self.eos_token_ids = {int(t) for t in self._tokenizer.eos_token_ids}
         self.precision = str(model.manifest.export.get("precision", "?"))
@@ -64,7 +76,11 @@ class LocalChatEngine:
     def render(self, request: ChatRequest) -> str:
         """The prompt: the conversation through the model's chat template, ready for the answer."""
         messages = json.dumps(template_messages(request))
-        return str(self._tokenizer.apply_chat_template(messages, template_str=self._template, add_generation_prompt=True))
+        return str(
+            self._tokenizer.apply_chat_template(
+                messages, template_str=self._template, add_generation_prompt=True
+            )
+        )
 
     def output_budget(self, prompt_tokens: int, requested: int | None) -> int:
         """New tokens allowed for this prompt; AttemptFailed(context_too_long) when none fit."""
@@ -76,7 +92,10 @@ class LocalChatEngine:
                 f"prompt is {prompt_tokens} tokens and max_tokens {cap}; this model's context is {self.context_tokens} tokens",
             )
         if room < 1:
-            raise AttemptFailed(FailureKind.CONTEXT_TOO_LONG, f"prompt is {prompt_tokens} tokens; this model's context is {self.context_tokens} tokens")
+            raise AttemptFailed(
+                FailureKind.CONTEXT_TOO_LONG,
+                f"prompt is {prompt_tokens} tokens; this model's context is {self.context_tokens} tokens",
+            )
         return min(cap, room)
 
     def _params(self, request: ChatRequest, max_length: int) -> og.GeneratorParams:
@@ -86,7 +105,9 @@ class LocalChatEngine:
         if temperature <= 0:
             options["do_sample"] = False
         else:
-            options.update(do_sample=True, temperature=temperature, top_p=1.0 if request.top_p is None else request.top_p)
+            options.update(
+                do_sample=True, temperature=temperature, top_p=1.0 if request.top_p is None else request.top_p
+            )
             if request.seed is not None:
                 options["random_seed"] = request.seed & 0x7FFFFFFF  # the native seed is 32-bit
         params.set_search_options(**options)
@@ -124,7 +145,10 @@ class LocalChatEngine:
         finish: FinishReason = "length"
         while not generator.is_done():
             if time.monotonic() > deadline:
-                raise AttemptFailed(FailureKind.TIMEOUT, f"no complete answer within {timeout:.1f} s ({len(tokens)} tokens generated)")
+                raise AttemptFailed(
+                    FailureKind.TIMEOUT,
+                    f"no complete answer within {timeout:.1f} s ({len(tokens)} tokens generated)",
+                )
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
             if token in self.eos_token_ids:

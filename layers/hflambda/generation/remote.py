@@ -30,7 +30,14 @@ from hflambda.settings import Settings
 
 __all__ = ["RemoteChatEngine", "check_remote_model", "provider_api_key", "shared_client"]
 
-CONTEXT_HINTS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long", "input is too long")
+CONTEXT_HINTS = (
+    "context_length",
+    "context length",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+)
 CHECK_TIMEOUT_S = 10.0
 
 _client: httpx.Client | None = None
@@ -69,9 +76,19 @@ def provider_api_key(spec: ModelSpec, settings: Settings) -> str | None:
             data = json.loads(value)
         except json.JSONDecodeError:
             data = {}
-        value = next((str(data[k]).strip() for k in ("api_key", "token", "key") if isinstance(data, dict) and data.get(k)), "")
+        value = next(
+            (
+                str(data[k]).strip()
+                for k in ("api_key", "token", "key")
+                if isinstance(data, dict) and data.get(k)
+            ),
+            "",
+        )
     if not value:
-        raise RemoteCheckFailed(f"the API key secret {spec.api_key_secret!r} of model {spec.alias!r} is empty", secret=spec.api_key_secret)
+        raise RemoteCheckFailed(
+            f"the API key secret {spec.api_key_secret!r} of model {spec.alias!r} is empty",
+            secret=spec.api_key_secret,
+        )
     return value
 
 
@@ -107,13 +124,22 @@ def _failure(response: httpx.Response, spec: ModelSpec) -> AttemptFailed:
     if status == 429:
         retry = _retry_after(response)
         hint = f", retry after {retry:g} s" if retry is not None else ""
-        return AttemptFailed(FailureKind.RATE_LIMITED, f"provider {where} answered 429{hint}: {message}", retry_after=retry)
+        return AttemptFailed(
+            FailureKind.RATE_LIMITED, f"provider {where} answered 429{hint}: {message}", retry_after=retry
+        )
     if status in (400, 413, 422) and any(h in message.lower() for h in CONTEXT_HINTS):
         return AttemptFailed(FailureKind.CONTEXT_TOO_LONG, f"provider {where} answered {status}: {message}")
     if status in (401, 403):
-        return AttemptFailed(FailureKind.UPSTREAM, f"provider {where} refused the API key ({status}; check secret {spec.api_key_secret!r}): {message}")
+        return AttemptFailed(
+            FailureKind.UPSTREAM,
+            f"provider {where} refused the API key ({status}; check secret {spec.api_key_secret!r}): {message}",
+        )
     if status == 503:
-        return AttemptFailed(FailureKind.UNAVAILABLE, f"provider {where} answered 503: {message}", retry_after=_retry_after(response))
+        return AttemptFailed(
+            FailureKind.UNAVAILABLE,
+            f"provider {where} answered 503: {message}",
+            retry_after=_retry_after(response),
+        )
     return AttemptFailed(FailureKind.UPSTREAM, f"provider {where} answered {status}: {message}")
 
 
@@ -122,7 +148,9 @@ class RemoteChatEngine:
 
     def __init__(self, spec: ModelSpec, settings: Settings, *, client: httpx.Client | None = None) -> None:
         if not spec.base_url or not spec.provider_model:
-            raise ValueError(f"model {spec.alias!r} is not a remote model (base_url and provider_model are required)")
+            raise ValueError(
+                f"model {spec.alias!r} is not a remote model (base_url and provider_model are required)"
+            )
         self.alias = spec.alias
         self.spec = spec
         self.settings = settings
@@ -144,8 +172,17 @@ class RemoteChatEngine:
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """The OpenAI request body sent to the provider."""
-        cap = self.spec.max_output_tokens if request.max_tokens is None else min(request.max_tokens, self.spec.max_output_tokens)
-        body: dict[str, Any] = {"model": self.provider_model, "messages": request.as_openai_messages(), "max_tokens": cap, "stream": False}
+        cap = (
+            self.spec.max_output_tokens
+            if request.max_tokens is None
+            else min(request.max_tokens, self.spec.max_output_tokens)
+        )
+        body: dict[str, Any] = {
+            "model": self.provider_model,
+            "messages": request.as_openai_messages(),
+            "max_tokens": cap,
+            "stream": False,
+        }
         for name in ("temperature", "top_p", "seed"):
             value = getattr(request, name)
             if value is not None:
@@ -162,12 +199,24 @@ class RemoteChatEngine:
             body["response_format"] = {"type": "json_schema", "json_schema": spec}
         if request.tools:
             body["tools"] = [
-                {"type": "function", "function": {"name": t.name, "parameters": t.parameters, **({"description": t.description} if t.description else {}), **({"strict": t.strict} if t.strict is not None else {})}}
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "parameters": t.parameters,
+                        **({"description": t.description} if t.description else {}),
+                        **({"strict": t.strict} if t.strict is not None else {}),
+                    },
+                }
                 for t in request.tools
             ]
             choice = request.tool_choice
             if choice is not None:
-                body["tool_choice"] = choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
+                body["tool_choice"] = (
+                    choice
+                    if choice in ("auto", "none", "required")
+                    else {"type": "function", "function": {"name": choice}}
+                )
             body["parallel_tool_calls"] = request.parallel_tool_calls
         return body
 
@@ -176,12 +225,20 @@ class RemoteChatEngine:
         url = f"{self.base_url}/chat/completions"
         try:
             response = self.client.post(
-                url, json=self.body(request), headers=self._headers(), timeout=httpx.Timeout(timeout, connect=min(5.0, timeout))
+                url,
+                json=self.body(request),
+                headers=self._headers(),
+                timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             )
         except httpx.TimeoutException:
-            raise AttemptFailed(FailureKind.TIMEOUT, f"provider {self.base_url} ({self.provider_model}) did not answer within {timeout:.1f} s") from None
+            raise AttemptFailed(
+                FailureKind.TIMEOUT,
+                f"provider {self.base_url} ({self.provider_model}) did not answer within {timeout:.1f} s",
+            ) from None
         except httpx.HTTPError as exc:
-            raise AttemptFailed(FailureKind.UPSTREAM, f"cannot reach provider {self.base_url}: {type(exc).__name__}: {exc}") from None
+            raise AttemptFailed(
+                FailureKind.UPSTREAM, f"cannot reach provider {self.base_url}: {type(exc).__name__}: {exc}"
+            ) from None
         if response.status_code >= 300:
             raise _failure(response, self.spec)
         return self._parse(response)
@@ -206,20 +263,28 @@ class RemoteChatEngine:
         usage: dict[str, Any] = {}
         try:
             with self.client.stream(
-                "POST", f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=httpx.Timeout(timeout, connect=min(5.0, timeout))
+                "POST",
+                f"{self.base_url}/chat/completions",
+                json=body,
+                headers=self._headers(),
+                timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             ) as response:
                 if response.status_code >= 300:
                     response.read()
                     raise _failure(response, self.spec)
                 for line in response.iter_lines():
                     if time.monotonic() > deadline:
-                        raise AttemptFailed(FailureKind.TIMEOUT, f"{where} did not finish within {timeout:.1f} s")
+                        raise AttemptFailed(
+                            FailureKind.TIMEOUT, f"{where} did not finish within {timeout:.1f} s"
+                        )
                     if not line.startswith("data:") or line[5:].strip() == "[DONE]":
                         continue
                     try:
                         event = json.loads(line[5:])
                     except ValueError:
-                        raise AttemptFailed(FailureKind.UPSTREAM, f"{where} sent an unreadable stream event: {line[:120]!r}") from None
+                        raise AttemptFailed(
+                            FailureKind.UPSTREAM, f"{where} sent an unreadable stream event: {line[:120]!r}"
+                        ) from None
                     if isinstance(event.get("usage"), dict):
                         usage = event["usage"]
                     for choice in event.get("choices") or []:
@@ -230,9 +295,13 @@ class RemoteChatEngine:
                         if choice.get("finish_reason") == "length":
                             finish = "length"
         except httpx.TimeoutException:
-            raise AttemptFailed(FailureKind.TIMEOUT, f"{where} did not answer within {timeout:.1f} s") from None
+            raise AttemptFailed(
+                FailureKind.TIMEOUT, f"{where} did not answer within {timeout:.1f} s"
+            ) from None
         except httpx.HTTPError as exc:
-            raise AttemptFailed(FailureKind.UPSTREAM, f"cannot reach provider {self.base_url}: {type(exc).__name__}: {exc}") from None
+            raise AttemptFailed(
+                FailureKind.UPSTREAM, f"cannot reach provider {self.base_url}: {type(exc).__name__}: {exc}"
+            ) from None
         yield Completion(
             text="".join(pieces),
             finish_reason=finish,
@@ -248,13 +317,17 @@ class RemoteChatEngine:
             content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise AttemptFailed(
-                FailureKind.UPSTREAM, f"provider {self.base_url} sent an unreadable chat completion: {response.text[:120]!r}"
+                FailureKind.UPSTREAM,
+                f"provider {self.base_url} sent an unreadable chat completion: {response.text[:120]!r}",
             ) from None
         calls = self._tool_calls(choice["message"].get("tool_calls"))
         if content is None and calls:
             content = ""
         if not isinstance(content, str):
-            raise AttemptFailed(FailureKind.UPSTREAM, f"provider {self.base_url} sent no text content (got {type(content).__name__})")
+            raise AttemptFailed(
+                FailureKind.UPSTREAM,
+                f"provider {self.base_url} sent no text content (got {type(content).__name__})",
+            )
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         reason = choice.get("finish_reason")
         finish: FinishReason = "length" if reason == "length" else "tool_calls" if calls else "stop"
@@ -272,11 +345,17 @@ class RemoteChatEngine:
             return ()
         try:
             return tuple(
-                ToolCall(id=str(c.get("id") or f"call_{i}"), name=str(c["function"]["name"]), arguments=str(c["function"].get("arguments") or "{}"))
+                ToolCall(
+                    id=str(c.get("id") or f"call_{i}"),
+                    name=str(c["function"]["name"]),
+                    arguments=str(c["function"].get("arguments") or "{}"),
+                )
                 for i, c in enumerate(raw)
             )
         except (KeyError, TypeError, AttributeError):
-            raise AttemptFailed(FailureKind.UPSTREAM, f"provider {self.base_url} sent unreadable tool calls") from None
+            raise AttemptFailed(
+                FailureKind.UPSTREAM, f"provider {self.base_url} sent unreadable tool calls"
+            ) from None
 
 
 def check_remote_model(spec: ModelSpec, settings: Settings, *, client: httpx.Client | None = None) -> str:
@@ -295,9 +374,13 @@ def check_remote_model(spec: ModelSpec, settings: Settings, *, client: httpx.Cli
     try:
         response = engine.client.get(f"{engine.base_url}/models", headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise RemoteCheckFailed(f"model {spec.alias!r}: cannot reach {engine.base_url}: {type(exc).__name__}: {exc}") from None
+        raise RemoteCheckFailed(
+            f"model {spec.alias!r}: cannot reach {engine.base_url}: {type(exc).__name__}: {exc}"
+        ) from None
     if response.status_code in (401, 403):
-        raise RemoteCheckFailed(f"model {spec.alias!r}: {engine.base_url} refused the API key ({response.status_code}); check secret {spec.api_key_secret!r}")
+        raise RemoteCheckFailed(
+            f"model {spec.alias!r}: {engine.base_url} refused the API key ({response.status_code}); check secret {spec.api_key_secret!r}"
+        )
     if response.status_code == 200:
         try:
             listed = [str(m.get("id")) for m in response.json().get("data", []) if isinstance(m, dict)]
@@ -310,17 +393,29 @@ def check_remote_model(spec: ModelSpec, settings: Settings, *, client: httpx.Cli
     probe = ChatRequest(messages=(), max_tokens=1, temperature=0)
     body = {**engine.body(probe), "messages": [{"role": "user", "content": "ping"}]}
     try:
-        answer = engine.client.post(f"{engine.base_url}/chat/completions", json=body, headers=headers, timeout=timeout)
+        answer = engine.client.post(
+            f"{engine.base_url}/chat/completions", json=body, headers=headers, timeout=timeout
+        )
     except httpx.HTTPError as exc:
-        raise RemoteCheckFailed(f"model {spec.alias!r}: {where} did not answer a 1-token request: {type(exc).__name__}: {exc}") from None
+        raise RemoteCheckFailed(
+            f"model {spec.alias!r}: {where} did not answer a 1-token request: {type(exc).__name__}: {exc}"
+        ) from None
     if answer.status_code == 404:
-        known = f"; the provider lists {', '.join(listed[:5])}{' ...' if len(listed) > 5 else ''}" if listed else ""
-        raise RemoteModelMissing(f"model {spec.alias!r}: provider {engine.base_url} does not serve {engine.provider_model!r} (404: {_error_message(answer)}){known}")
+        known = (
+            f"; the provider lists {', '.join(listed[:5])}{' ...' if len(listed) > 5 else ''}"
+            if listed
+            else ""
+        )
+        raise RemoteModelMissing(
+            f"model {spec.alias!r}: provider {engine.base_url} does not serve {engine.provider_model!r} (404: {_error_message(answer)}){known}"
+        )
     if answer.status_code >= 300:
         failure = _failure(answer, spec)
         raise RemoteCheckFailed(f"model {spec.alias!r}: 1-token request failed: {failure.message}")
     try:
         answer.json()["choices"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise RemoteCheckFailed(f"model {spec.alias!r}: {where} sent an unreadable chat completion to a 1-token request") from None
+        raise RemoteCheckFailed(
+            f"model {spec.alias!r}: {where} sent an unreadable chat completion to a 1-token request"
+        ) from None
     return f"{where}: answered a 1-token request"

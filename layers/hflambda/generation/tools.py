@@ -22,7 +22,15 @@ from typing import Any
 from hflambda.generation.base import ChatRequest, Tool, ToolCall
 from hflambda.generation.exceptions import AttemptFailed, FailureKind
 
-__all__ = ["MAX_PARALLEL_CALLS", "check_tool_calls", "chosen_tools", "parallel", "parse_tool_answer", "template_messages", "tool_schema"]
+__all__ = [
+    "MAX_PARALLEL_CALLS",
+    "check_tool_calls",
+    "chosen_tools",
+    "parallel",
+    "parse_tool_answer",
+    "template_messages",
+    "tool_schema",
+]
 
 MAX_PARALLEL_CALLS = 4
 _GUIDANCE = {"whitespace_flexible": False}
@@ -53,16 +61,29 @@ def tool_schema(request: ChatRequest) -> dict[str, Any]:
     """The JSON schema the tool answer is decoded under (see the module docstring)."""
     calls = [_call_schema(t) for t in chosen_tools(request)]
     one: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    answer = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS} if parallel(request) else one
+    answer = (
+        {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
+        if parallel(request)
+        else one
+    )
     if request.tool_choice in (None, "auto"):
-        text = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"], "additionalProperties": False}
+        text = {
+            "type": "object",
+            "properties": {"content": {"type": "string"}},
+            "required": ["content"],
+            "additionalProperties": False,
+        }
         return {"anyOf": [text, answer], "x-guidance": _GUIDANCE}
     return {**answer, "x-guidance": _GUIDANCE}
 
 
 def _instructions(request: ChatRequest) -> str:
     listing = "\n".join(
-        json.dumps({"name": t.name, "description": t.description or "", "parameters": t.parameters}, separators=(",", ":")) for t in chosen_tools(request)
+        json.dumps(
+            {"name": t.name, "description": t.description or "", "parameters": t.parameters},
+            separators=(",", ":"),
+        )
+        for t in chosen_tools(request)
     )
     call = '{"name": <function name>, "arguments": <arguments object>}'
     if parallel(request):
@@ -102,14 +123,26 @@ def parse_tool_answer(request: ChatRequest, text: str) -> tuple[str, tuple[ToolC
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"tool answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        raise AttemptFailed(
+            FailureKind.INVALID_OUTPUT, f"tool answer is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
     if isinstance(value, dict) and set(value) == {"content"} and request.tool_choice in (None, "auto"):
         return str(value["content"]), ()
     calls: list[ToolCall] = []
     for item in value if isinstance(value, list) else [value]:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("arguments"), dict):
-            raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"tool answer is not a function call: {text[:80]!r}")
-        calls.append(ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=item["name"], arguments=json.dumps(item["arguments"])))
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or not isinstance(item.get("arguments"), dict)
+        ):
+            raise AttemptFailed(
+                FailureKind.INVALID_OUTPUT, f"tool answer is not a function call: {text[:80]!r}"
+            )
+        calls.append(
+            ToolCall(
+                id=f"call_{uuid.uuid4().hex[:24]}", name=item["name"], arguments=json.dumps(item["arguments"])
+            )
+        )
     return "", tuple(calls)
 
 
@@ -120,22 +153,42 @@ def check_tool_calls(request: ChatRequest, calls: tuple[ToolCall, ...]) -> None:
 
     if not calls:
         if request.tool_choice not in (None, "auto", "none"):
-            raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"tool_choice {request.tool_choice!r} requires a function call; the answer has none")
+            raise AttemptFailed(
+                FailureKind.INVALID_OUTPUT,
+                f"tool_choice {request.tool_choice!r} requires a function call; the answer has none",
+            )
         return
     if not request.calls_tools:
-        raise AttemptFailed(FailureKind.INVALID_OUTPUT, "the answer calls a function although tool_choice is 'none' or no tools were offered")
+        raise AttemptFailed(
+            FailureKind.INVALID_OUTPUT,
+            "the answer calls a function although tool_choice is 'none' or no tools were offered",
+        )
     if len(calls) > 1 and not parallel(request):
-        raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"the answer has {len(calls)} calls; one was asked for (parallel_tool_calls false or a named tool_choice)")
+        raise AttemptFailed(
+            FailureKind.INVALID_OUTPUT,
+            f"the answer has {len(calls)} calls; one was asked for (parallel_tool_calls false or a named tool_choice)",
+        )
     tools = {t.name: t for t in chosen_tools(request)}
     for call in calls:
         tool = tools.get(call.name)
         if tool is None:
-            raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"the answer calls {call.name!r}, which is not offered ({', '.join(tools)})")
+            raise AttemptFailed(
+                FailureKind.INVALID_OUTPUT,
+                f"the answer calls {call.name!r}, which is not offered ({', '.join(tools)})",
+            )
         try:
             arguments = json.loads(call.arguments or "{}")
         except json.JSONDecodeError:
-            raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"arguments of {call.name} are not valid JSON: {call.arguments[:80]!r}") from None
+            raise AttemptFailed(
+                FailureKind.INVALID_OUTPUT,
+                f"arguments of {call.name} are not valid JSON: {call.arguments[:80]!r}",
+            ) from None
         schema = tool.parameters or {}
-        error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(arguments))
+        error = jsonschema.exceptions.best_match(
+            jsonschema.validators.validator_for(schema)(schema).iter_errors(arguments)
+        )
         if error is not None:
-            raise AttemptFailed(FailureKind.INVALID_OUTPUT, f"arguments of {call.name} do not match its schema: {error.message}")
+            raise AttemptFailed(
+                FailureKind.INVALID_OUTPUT,
+                f"arguments of {call.name} do not match its schema: {error.message}",
+            )

@@ -84,7 +84,11 @@ def _open(settings: Settings, uri: str | None) -> _Backend:
 
 
 def _tuning(settings: Settings) -> tuple[int, int, int]:
-    return settings.vector_index_min_rows, settings.vector_keep_versions_minutes, settings.vector_optimize_every
+    return (
+        settings.vector_index_min_rows,
+        settings.vector_keep_versions_minutes,
+        settings.vector_optimize_every,
+    )
 
 
 def _open_aws(bucket: str | None, index: str | None, table: str | None) -> S3VectorsStore:

@@ -87,7 +87,18 @@ FAILURE_TTL_DAYS = 14
 
 NAMES = {
     f"#{n}": n
-    for n in ("version", "ts", "deleted", "text", "metadata", "chunks", "revs", "vsets", "updated_at", "created_at")
+    for n in (
+        "version",
+        "ts",
+        "deleted",
+        "text",
+        "metadata",
+        "chunks",
+        "revs",
+        "vsets",
+        "updated_at",
+        "created_at",
+    )
 }
 
 
@@ -164,10 +175,14 @@ class S3VectorsStore(VectorStore, FailureLedger):
         import boto3
         from botocore.config import Config
 
-        config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=max(10, workers * 2))
+        config = Config(
+            retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=max(10, workers * 2)
+        )
         self.s3v = s3vectors or boto3.client("s3vectors", config=config)
         self.ddb = dynamodb or boto3.client("dynamodb", config=config)
-        if index.startswith("arn:"):  # arn:<partition>:s3vectors:<region>:<account>:bucket/<bucket>/index/<index>
+        if index.startswith(
+            "arn:"
+        ):  # arn:<partition>:s3vectors:<region>:<account>:bucket/<bucket>/index/<index>
             _, bucket, _, index = index.split(":", 5)[5].split("/", 3)
         self.bucket = bucket
         self.index = index
@@ -204,7 +219,10 @@ class S3VectorsStore(VectorStore, FailureLedger):
         wanted = sorted(set(keys))
         found: dict[DocKey, dict[str, Any]] = {}
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {"Keys": [_key(k) for k in wanted[start : start + BATCH_GET_LIMIT]], "ConsistentRead": True}
+            request: dict[str, Any] = {
+                "Keys": [_key(k) for k in wanted[start : start + BATCH_GET_LIMIT]],
+                "ConsistentRead": True,
+            }
             if projection:
                 request["ProjectionExpression"] = projection
                 request["ExpressionAttributeNames"] = {n: NAMES[n] for n in NAMES if n in projection}
@@ -255,7 +273,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
 
     def get_document(self, user_id: str, document_id: str) -> StoredDocument | None:
         """The catalogue row of one document (tombstones included)."""
-        item = self.ddb.get_item(TableName=self.table, Key=_key((user_id, document_id)), ConsistentRead=True).get("Item")
+        item = self.ddb.get_item(
+            TableName=self.table, Key=_key((user_id, document_id)), ConsistentRead=True
+        ).get("Item")
         if item is None or "version" not in item:
             return None
         return self._stored((user_id, document_id), item)
@@ -267,7 +287,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
 
     def _delete_vectors(self, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), PUT_LIMIT):
-            self.s3v.delete_vectors(vectorBucketName=self.bucket, indexName=self.index, keys=list(keys[start : start + PUT_LIMIT]))
+            self.s3v.delete_vectors(
+                vectorBucketName=self.bucket, indexName=self.index, keys=list(keys[start : start + PUT_LIMIT])
+            )
 
     def _garbage(self, item: Mapping[str, Any] | None) -> list[_Entry]:
         """Registered sets that can never become current: older than the current version, or
@@ -286,7 +308,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
                 garbage.append(entry)
         return garbage
 
-    def _collect(self, collect: Mapping[DocKey, list[_Entry]], own: Mapping[DocKey, _Entry] | None = None) -> int:
+    def _collect(
+        self, collect: Mapping[DocKey, list[_Entry]], own: Mapping[DocKey, _Entry] | None = None
+    ) -> int:
         """Delete the vectors of ``collect``'s sets; drop registry entries older than the grace
         (and ``own``: sets this writer registered and lost, which nobody else will put)."""
         own = own or {}
@@ -296,7 +320,10 @@ class S3VectorsStore(VectorStore, FailureLedger):
         keys = [k for key, entries in work for entry in entries for k in self._keys_of(key, entry)]
         self._delete_vectors(keys)
         old = _now_ms() - self.grace_ms
-        expired = [(key, [e.raw() for e in entries if e.registered < old or e == own.get(key)]) for key, entries in work]
+        expired = [
+            (key, [e.raw() for e in entries if e.registered < old or e == own.get(key)])
+            for key, entries in work
+        ]
 
         def drop(job: tuple[DocKey, list[str]]) -> None:
             key, raws = job
@@ -305,7 +332,7 @@ class S3VectorsStore(VectorStore, FailureLedger):
                     TableName=self.table,
                     Key=_key(key),
                     UpdateExpression="DELETE #vsets :g",
-                ExpressionAttributeNames={"#vsets": "vsets"},
+                    ExpressionAttributeNames={"#vsets": "vsets"},
                     ExpressionAttributeValues={":g": {"SS": raws}},
                 )
 
@@ -334,7 +361,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
         try:
             self._collect({key: garbage[key] for key in skips if garbage.get(key)})
         except Exception as exc:  # cleanup is best effort here; the next write retries it
-            logger.warning("vector garbage collection failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            logger.warning(
+                "vector garbage collection failed", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
         return skips
 
     def apply(self, ops: Sequence[WriteOp], space: VectorSpace, plan: Plan | None = None) -> ApplyResult:
@@ -377,8 +406,13 @@ class S3VectorsStore(VectorStore, FailureLedger):
         self._put(live_upserts, space)
         result.chunks_written = sum(len(op.chunks) for op in live_upserts)
         # 3. make current (conditional), 4. collect garbage
-        committing: list[WriteOp] = [*live_upserts, *(op for op in newest.values() if not isinstance(op, UpsertOp))]
-        outcomes = self._map(lambda op: self._commit(op, space, entries.get(op.key), texts.get(op.key, b""), now), committing)
+        committing: list[WriteOp] = [
+            *live_upserts,
+            *(op for op in newest.values() if not isinstance(op, UpsertOp)),
+        ]
+        outcomes = self._map(
+            lambda op: self._commit(op, space, entries.get(op.key), texts.get(op.key, b""), now), committing
+        )
         lost: dict[DocKey, _Entry] = {}
         for op, (state, item, own) in zip(committing, outcomes, strict=True):
             if state == "superseded":
@@ -418,7 +452,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
             for chunk in op.chunks:
                 vectors.append(
                     {
-                        "key": vector_key(op.user_id, op.document_id, op.version, space.revision, chunk.chunk),
+                        "key": vector_key(
+                            op.user_id, op.document_id, op.version, space.revision, chunk.chunk
+                        ),
                         "data": {"float32": [float(x) for x in np.asarray(chunk.vector, dtype=np.float32)]},
                         "metadata": {
                             "u": op.user_id,
@@ -434,7 +470,12 @@ class S3VectorsStore(VectorStore, FailureLedger):
                     }
                 )
         batches = [vectors[i : i + PUT_LIMIT] for i in range(0, len(vectors), PUT_LIMIT)]
-        self._map(lambda batch: self.s3v.put_vectors(vectorBucketName=self.bucket, indexName=self.index, vectors=batch), batches)
+        self._map(
+            lambda batch: self.s3v.put_vectors(
+                vectorBucketName=self.bucket, indexName=self.index, vectors=batch
+            ),
+            batches,
+        )
 
     def _commit(
         self, op: WriteOp, space: VectorSpace, entry: _Entry | None, text: bytes, now: int
@@ -519,7 +560,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
             return []
         query_vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query_vector.shape != (space.dimensions,):
-            raise BadInput(f"query vector has {query_vector.shape[0]} dimensions, the space has {space.dimensions}")
+            raise BadInput(
+                f"query vector has {query_vector.shape[0]} dimensions, the space has {space.dimensions}"
+            )
         expression = _filter_expression(user_id, space, filter)
         k = min(TOP_K_LIMIT, max(top_k * 4, 20))
         while True:
@@ -534,13 +577,18 @@ class S3VectorsStore(VectorStore, FailureLedger):
             )
             rows = answer.get("vectors", [])
             items = self._items(
-                {(user_id, row["metadata"]["d"]) for row in rows}, projection="pk, sk, #version, #deleted, #metadata, #ts"
+                {(user_id, row["metadata"]["d"]) for row in rows},
+                projection="pk, sk, #version, #deleted, #metadata, #ts",
             )
             best: dict[str, dict[str, Any]] = {}
             for row in rows:
                 document_id = row["metadata"]["d"]
                 item = items.get((user_id, document_id))
-                if item is None or self._version(item) != row["metadata"]["v"] or item.get("deleted", {}).get("BOOL"):
+                if (
+                    item is None
+                    or self._version(item) != row["metadata"]["v"]
+                    or item.get("deleted", {}).get("BOOL")
+                ):
                     continue  # not the current version (or deleted): never shown
                 if document_id not in best or row["distance"] < best[document_id]["distance"]:
                     best[document_id] = row
@@ -569,7 +617,12 @@ class S3VectorsStore(VectorStore, FailureLedger):
     def _list_vectors(self, *, metadata: bool = True) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
-            request: dict[str, Any] = {"vectorBucketName": self.bucket, "indexName": self.index, "returnMetadata": metadata, "maxResults": 1000}
+            request: dict[str, Any] = {
+                "vectorBucketName": self.bucket,
+                "indexName": self.index,
+                "returnMetadata": metadata,
+                "maxResults": 1000,
+            }
             if token:
                 request["nextToken"] = token
             answer = self.s3v.list_vectors(**request)
@@ -583,7 +636,8 @@ class S3VectorsStore(VectorStore, FailureLedger):
         return sum(
             1
             for v in self._list_vectors()
-            if v["metadata"].get("r") == space.revision and (user_id is None or v["metadata"].get("u") == user_id)
+            if v["metadata"].get("r") == space.revision
+            and (user_id is None or v["metadata"].get("u") == user_id)
         )
 
     def _scan(self, **options: Any) -> Iterator[dict[str, Any]]:
@@ -602,7 +656,11 @@ class S3VectorsStore(VectorStore, FailureLedger):
         """Live documents whose current version has no vectors in ``space``, in pages."""
         page: list[StoredDocument] = []
         for item in self._scan():
-            if not item["pk"]["S"].startswith("u#") or "version" not in item or item.get("deleted", {}).get("BOOL"):
+            if (
+                not item["pk"]["S"].startswith("u#")
+                or "version" not in item
+                or item.get("deleted", {}).get("BOOL")
+            ):
                 continue
             if space.revision in self._revs(item):
                 continue
@@ -659,7 +717,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
                 while pending:
                     pending = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         except Exception as exc:  # recording must never turn a failed record into a crashed batch
-            logger.warning("could not record failure reasons", extra={"error": f"{type(exc).__name__}: {exc}"})
+            logger.warning(
+                "could not record failure reasons", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
 
     def failure_reasons(self, message_ids: Iterable[str]) -> dict[str, FailureRecord]:
         """Latest recorded failure per message id."""
@@ -684,7 +744,9 @@ class S3VectorsStore(VectorStore, FailureLedger):
         return found
 
 
-def create_resources(s3vectors: Any, dynamodb: Any, *, bucket: str, index: str, table: str, dimensions: int) -> None:
+def create_resources(
+    s3vectors: Any, dynamodb: Any, *, bucket: str, index: str, table: str, dimensions: int
+) -> None:
     """Create the vector bucket, index and table as CDK does (dev stack, tests, rehearsal)."""
     try:
         s3vectors.create_vector_bucket(vectorBucketName=bucket)
@@ -704,8 +766,14 @@ def create_resources(s3vectors: Any, dynamodb: Any, *, bucket: str, index: str, 
     try:
         dynamodb.create_table(
             TableName=table,
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
     except Exception as exc:

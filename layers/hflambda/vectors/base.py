@@ -77,7 +77,9 @@ def filter_tags(flt: MetadataFilter | None) -> list[list[str]]:
     for key, value in (flt or {}).items():
         if isinstance(value, list | tuple):
             if not value:
-                raise FilterInvalid(f"filter.{key} is an empty list: name at least one value", field=f"filter.{key}")
+                raise FilterInvalid(
+                    f"filter.{key} is an empty list: name at least one value", field=f"filter.{key}"
+                )
             clauses.append([_tag(key, item) for item in value])
         elif isinstance(value, dict):
             raise FilterInvalid(f"filter.{key} must be a value or a list of values", field=f"filter.{key}")

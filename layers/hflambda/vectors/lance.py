@@ -236,7 +236,9 @@ class LanceVectorStore(VectorStore, FailureLedger):
 
     # --- reads -------------------------------------------------------------------------
 
-    def _catalogue_rows(self, keys: Iterable[DocKey], *, with_text: bool = True, row_ids: bool = False) -> list[dict[str, Any]]:
+    def _catalogue_rows(
+        self, keys: Iterable[DocKey], *, with_text: bool = True, row_ids: bool = False
+    ) -> list[dict[str, Any]]:
         table = self._open(CATALOGUE)
         keys = list(keys)
         if table is None or not keys:
@@ -287,7 +289,9 @@ class LanceVectorStore(VectorStore, FailureLedger):
         if table is None or not keys:
             return []
         columns = ["user_id", "document_id", "chunk", "version", "text", "start", "end", "model_revision"]
-        return list(table.search().where(_keys_predicate(keys)).select(columns).limit(None).to_arrow().to_pylist())
+        return list(
+            table.search().where(_keys_predicate(keys)).select(columns).limit(None).to_arrow().to_pylist()
+        )
 
     # --- writes ------------------------------------------------------------------------
 
@@ -323,8 +327,12 @@ class LanceVectorStore(VectorStore, FailureLedger):
                     complete = key not in anywhere
                 else:
                     # one merge writes all chunks of a version at once: contiguous from 0 is complete
-                    complete = bool(rows) and sorted(r["chunk"] for r in rows) == list(range(len(rows))) and all(
-                        r["version"] == op.version and r["model_revision"] == space.revision for r in rows
+                    complete = (
+                        bool(rows)
+                        and sorted(r["chunk"] for r in rows) == list(range(len(rows)))
+                        and all(
+                            r["version"] == op.version and r["model_revision"] == space.revision for r in rows
+                        )
                     )
                 if complete:
                     skips[key] = "duplicate"
@@ -371,8 +379,12 @@ class LanceVectorStore(VectorStore, FailureLedger):
         upserts = [op for op in live if isinstance(op, UpsertOp)]
         if upserts:
             result.chunks_written = self._merge_chunks(upserts, space, before, now)
-        settle = [op.key for op in live] + [key for key in result.superseded if key not in newest or key not in {op.key for op in live}]
-        result.repaired = self._settle(list(dict.fromkeys(settle)), {op.key: op.version for op in upserts}, space)
+        settle = [op.key for op in live] + [
+            key for key in result.superseded if key not in newest or key not in {op.key for op in live}
+        ]
+        result.repaired = self._settle(
+            list(dict.fromkeys(settle)), {op.key: op.version for op in upserts}, space
+        )
         for op in live:
             (result.deleted if op.deleted else result.written).append(op.key)
         self._after_write(space)
@@ -399,9 +411,15 @@ class LanceVectorStore(VectorStore, FailureLedger):
             try:
                 table.optimize(cleanup_older_than=self.keep_versions)
             except Exception as exc:
-                logger.warning("vector table compaction failed; will retry", extra={"table": name, "error": f"{type(exc).__name__}: {exc}"})
+                logger.warning(
+                    "vector table compaction failed; will retry",
+                    extra={"table": name, "error": f"{type(exc).__name__}: {exc}"},
+                )
                 continue
-            logger.info("vector table compacted", extra={"table": name, "ms": round((time.perf_counter() - started) * 1000, 1)})
+            logger.info(
+                "vector table compacted",
+                extra={"table": name, "ms": round((time.perf_counter() - started) * 1000, 1)},
+            )
 
     def reindex(self, ops: Sequence[UpsertOp], space: VectorSpace) -> ApplyResult:
         """Write chunks in ``space`` for documents whose catalogue version is still ``op.version``."""
@@ -417,11 +435,15 @@ class LanceVectorStore(VectorStore, FailureLedger):
                 todo.append(op)  # type: ignore[arg-type]
         if todo:
             result.chunks_written = self._merge_chunks(todo, space, current, datetime.now(UTC))
-            result.repaired = self._settle([op.key for op in todo], {op.key: op.version for op in todo}, space)
+            result.repaired = self._settle(
+                [op.key for op in todo], {op.key: op.version for op in todo}, space
+            )
             result.written.extend(op.key for op in todo)
         return result
 
-    def _merge_catalogue(self, ops: Sequence[WriteOp], before: Mapping[DocKey, dict[str, Any]], now: datetime) -> None:
+    def _merge_catalogue(
+        self, ops: Sequence[WriteOp], before: Mapping[DocKey, dict[str, Any]], now: datetime
+    ) -> None:
         rows = []
         for op in ops:
             stored = before.get(op.key)
@@ -451,7 +473,11 @@ class LanceVectorStore(VectorStore, FailureLedger):
         )
 
     def _merge_chunks(
-        self, ops: Sequence[UpsertOp], space: VectorSpace, before: Mapping[DocKey, dict[str, Any]], now: datetime
+        self,
+        ops: Sequence[UpsertOp],
+        space: VectorSpace,
+        before: Mapping[DocKey, dict[str, Any]],
+        now: datetime,
     ) -> int:
         columns: dict[str, list[Any]] = defaultdict(list)
         vectors: list[np.ndarray] = []
@@ -515,7 +541,21 @@ class LanceVectorStore(VectorStore, FailureLedger):
         with ThreadPoolExecutor(max_workers=1 + len(tables)) as pool:
             catalogue_future = pool.submit(self._catalogue_rows, keys, with_text=False, row_ids=True)
             chunk_futures = [
-                (name, table, pool.submit(lambda t: t.search().where(predicate).with_row_id(True).select(columns).limit(None).to_arrow(), table))
+                (
+                    name,
+                    table,
+                    pool.submit(
+                        lambda t: (
+                            t.search()
+                            .where(predicate)
+                            .with_row_id(True)
+                            .select(columns)
+                            .limit(None)
+                            .to_arrow()
+                        ),
+                        table,
+                    ),
+                )
                 for name, table in tables
             ]
             catalogue_rows = catalogue_future.result()
@@ -523,7 +563,9 @@ class LanceVectorStore(VectorStore, FailureLedger):
         latest = self._latest(catalogue_rows)
         removed = 0
         # duplicate catalogue rows (concurrent first inserts of one key): keep the newest
-        stale_catalogue = [r["_rowid"] for r in catalogue_rows if latest[(r["user_id"], r["document_id"])] is not r]
+        stale_catalogue = [
+            r["_rowid"] for r in catalogue_rows if latest[(r["user_id"], r["document_id"])] is not r
+        ]
         if stale_catalogue:
             removed += self._delete_rowids(self._open(CATALOGUE), stale_catalogue)
         space_table = f"{CHUNKS_PREFIX}{space.dimensions}"
@@ -589,7 +631,9 @@ class LanceVectorStore(VectorStore, FailureLedger):
             return []
         query_vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query_vector.shape != (space.dimensions,):
-            raise ValueError(f"query vector has {query_vector.shape[0]} dimensions, the space has {space.dimensions}")
+            raise ValueError(
+                f"query vector has {query_vector.shape[0]} dimensions, the space has {space.dimensions}"
+            )
         predicate = f"user_id = {sql_literal(user_id)} AND model_revision = {sql_literal(space.revision)}"
         for any_of in filter_tags(filter):
             predicate += " AND (" + " OR ".join(f"array_has(tags, {sql_literal(t)})" for t in any_of) + ")"
@@ -647,7 +691,9 @@ class LanceVectorStore(VectorStore, FailureLedger):
             query = chunks.search().where(f"chunk = 0 AND model_revision = {sql_literal(space.revision)}")
             for row in query.select(["user_id", "document_id", "version"]).limit(None).to_arrow().to_pylist():
                 fresh.add((row["user_id"], row["document_id"], row["version"]))
-        rows = catalogue.search().select([f.name for f in CATALOGUE_SCHEMA]).limit(None).to_arrow().to_pylist()
+        rows = (
+            catalogue.search().select([f.name for f in CATALOGUE_SCHEMA]).limit(None).to_arrow().to_pylist()
+        )
         page: list[StoredDocument] = []
         for row in self._latest(rows).values():
             if row["deleted"] or (row["user_id"], row["document_id"], row["version"]) in fresh:
@@ -725,7 +771,9 @@ class LanceVectorStore(VectorStore, FailureLedger):
                 )
             )
         except Exception as exc:  # recording must never turn a failed record into a crashed batch
-            logger.warning("could not record failure reasons", extra={"error": f"{type(exc).__name__}: {exc}"})
+            logger.warning(
+                "could not record failure reasons", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
 
     def failure_reasons(self, message_ids: Iterable[str]) -> dict[str, FailureRecord]:
         """Latest recorded failure per message id."""

@@ -66,7 +66,9 @@ class VectorSpace:
     @classmethod
     def of(cls, embedder: Any) -> VectorSpace:
         """The space an ``Embedder`` writes: its alias, published revision directory, size."""
-        return cls(alias=embedder.alias, revision=embedder.model.path.name, dimensions=int(embedder.dimensions))
+        return cls(
+            alias=embedder.alias, revision=embedder.model.path.name, dimensions=int(embedder.dimensions)
+        )
 
 
 @dataclass(frozen=True)

@@ -8,4 +8,13 @@ runner's task tables import each compiler (export, genai) and source backend on 
 from hflambda.warmup.runner import COMPILERS, EXPORT_SETTINGS, run_warmup, warm_one
 from hflambda.warmup.types import CompileResult, ModelResult, ModelStatus, WarmupResult
 
-__all__ = ["COMPILERS", "EXPORT_SETTINGS", "CompileResult", "ModelResult", "ModelStatus", "WarmupResult", "run_warmup", "warm_one"]
+__all__ = [
+    "COMPILERS",
+    "EXPORT_SETTINGS",
+    "CompileResult",
+    "ModelResult",
+    "ModelStatus",
+    "WarmupResult",
+    "run_warmup",
+    "warm_one",
+]

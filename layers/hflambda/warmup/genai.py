@@ -83,20 +83,29 @@ PROBE_CONVERSATIONS: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "What is the capital of France?"}],
     [
         {"role": "system", "content": "You answer in JSON."},
-        {"role": "user", "content": "Café déjà vu: naïve résumé, 東京 🙂 — is this \"valid\"?"},
-        {"role": "assistant", "content": "{\"valid\": true}"},
+        {"role": "user", "content": 'Café déjà vu: naïve résumé, 東京 🙂 — is this "valid"?'},
+        {"role": "assistant", "content": '{"valid": true}'},
         {"role": "user", "content": "Again,\nplease."},
     ],
 ]
 # bounded on purpose: even random weights finish it (FACTS: enums, booleans, short strings)
 SMOKE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"ok": {"type": "boolean"}, "label": {"enum": ["yes", "no"]}, "note": {"type": "string", "maxLength": 8}},
+    "properties": {
+        "ok": {"type": "boolean"},
+        "label": {"enum": ["yes", "no"]},
+        "note": {"type": "string", "maxLength": 8},
+    },
     "required": ["ok", "label", "note"],
     "additionalProperties": False,
 }
 SMOKE_MAX_TOKENS = 64
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+)
 
 
 def genai_version() -> str:
@@ -125,7 +134,9 @@ def _check_source(source: Path) -> dict[str, Any]:
     """The HF folder's config, after checking what the builder and GenAI's tokenizer need."""
     config_path = source / "config.json"
     if not config_path.is_file():
-        raise ExportFailed(f"{source} has no config.json; the model builder needs a Hugging Face model folder")
+        raise ExportFailed(
+            f"{source} has no config.json; the model builder needs a Hugging Face model folder"
+        )
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if config.get("eos_token_id") is None:
         raise ExportFailed(
@@ -134,23 +145,48 @@ def _check_source(source: Path) -> dict[str, Any]:
         )
     tokenizer_path = source / "tokenizer.json"
     if not tokenizer_path.is_file():
-        raise ExportFailed(f"{source} has no tokenizer.json: ONNX Runtime GenAI needs the fast tokenizer file")
+        raise ExportFailed(
+            f"{source} has no tokenizer.json: ONNX Runtime GenAI needs the fast tokenizer file"
+        )
     if json.loads(tokenizer_path.read_text(encoding="utf-8")).get("decoder") is None:
-        raise ExportFailed(f"{tokenizer_path} has no decoder (e.g. ByteLevel): GenAI cannot decode tokens back to text")
+        raise ExportFailed(
+            f"{tokenizer_path} has no decoder (e.g. ByteLevel): GenAI cannot decode tokens back to text"
+        )
     if read_chat_template(source) is None:
-        raise ExportFailed(f"{source} has no chat template (chat_template.jinja or tokenizer_config.json): cannot serve chat")
+        raise ExportFailed(
+            f"{source} has no chat template (chat_template.jinja or tokenizer_config.json): cannot serve chat"
+        )
     return dict(config)
 
 
 def build_genai_model(
-    source: Path, out: Path, precision_name: str, *, timeout: float = BUILDER_TIMEOUT_S, options: tuple[str, ...] = ()
+    source: Path,
+    out: Path,
+    precision_name: str,
+    *,
+    timeout: float = BUILDER_TIMEOUT_S,
+    options: tuple[str, ...] = (),
 ) -> float:
     """Run the ONNX Runtime GenAI model builder on a local HF folder; returns seconds taken.
 
     ``options`` ("key=value") go to the builder's ``--extra_options`` (e.g. ``block_size=16``).
     """
     cache = Path(tempfile.mkdtemp(prefix="genai-builder-", dir=out.parent if out.parent.is_dir() else None))
-    command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out), "-p", precision_name, "-e", "cpu", "-c", str(cache)]
+    command = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(source),
+        "-o",
+        str(out),
+        "-p",
+        precision_name,
+        "-e",
+        "cpu",
+        "-c",
+        str(cache),
+    ]
     if options:
         command += ["--extra_options", *options]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # a local folder: never the Hub
@@ -158,7 +194,9 @@ def build_genai_model(
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
-        raise ExportFailed(f"the ONNX Runtime GenAI model builder did not finish within {timeout:.0f} s") from None
+        raise ExportFailed(
+            f"the ONNX Runtime GenAI model builder did not finish within {timeout:.0f} s"
+        ) from None
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     if done.returncode != 0:
@@ -183,11 +221,15 @@ def _ship_tokenizer(source: Path, out: Path) -> None:
 # --- the GenAI side of parity (runs in a subprocess) -------------------------------------------
 
 
-def _generate(og: Any, model: Any, ids: Any, max_new: int, schema: dict[str, Any] | None = None) -> tuple[list[int], Any, float]:
+def _generate(
+    og: Any, model: Any, ids: Any, max_new: int, schema: dict[str, Any] | None = None
+) -> tuple[list[int], Any, float]:
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(ids) + max_new, do_sample=False, batch_size=1)
     if schema is not None:
-        params.set_guidance("json_schema", json.dumps({**schema, "x-guidance": {"whitespace_flexible": False}}))
+        params.set_guidance(
+            "json_schema", json.dumps({**schema, "x-guidance": {"whitespace_flexible": False}})
+        )
     generator = og.Generator(model, params)
     started = time.perf_counter()
     generator.append_tokens(ids)
@@ -212,30 +254,61 @@ def probe(model_dir: Path, result_dir: Path) -> dict[str, Any]:
     eos = {int(t) for t in tokenizer.eos_token_ids}
     items = []
     for index, conversation in enumerate(PROBE_CONVERSATIONS):
-        rendered = tokenizer.apply_chat_template(json.dumps(conversation), template_str=template, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(
+            json.dumps(conversation), template_str=template, add_generation_prompt=True
+        )
         ids = tokenizer.encode(rendered)
         tokens, logits, first_token_s = _generate(og, model, ids, GREEDY_TOKENS)
         np.save(result_dir / f"logits-{index}.npy", logits)
-        items.append({"rendered": rendered, "ids": [int(i) for i in ids], "greedy": tokens, "first_token_s": first_token_s})
-    prompt = tokenizer.apply_chat_template(json.dumps(PROBE_CONVERSATIONS[0]), template_str=template, add_generation_prompt=True)
+        items.append(
+            {
+                "rendered": rendered,
+                "ids": [int(i) for i in ids],
+                "greedy": tokens,
+                "first_token_s": first_token_s,
+            }
+        )
+    prompt = tokenizer.apply_chat_template(
+        json.dumps(PROBE_CONVERSATIONS[0]), template_str=template, add_generation_prompt=True
+    )
     ids = tokenizer.encode(prompt)
     guided, _, _ = _generate(og, model, ids, SMOKE_MAX_TOKENS, SMOKE_SCHEMA)
     answer = [t for t in guided if t not in eos]
-    return {"conversations": items, "guided_text": tokenizer.decode(answer) if answer else "", "guided_tokens": len(answer), "eos": sorted(eos)}
+    return {
+        "conversations": items,
+        "guided_text": tokenizer.decode(answer) if answer else "",
+        "guided_tokens": len(answer),
+        "eos": sorted(eos),
+    }
 
 
-def run_probe(model_dir: Path, *, timeout: float = PROBE_TIMEOUT_S) -> tuple[dict[str, Any], list[np.ndarray]]:
+def run_probe(
+    model_dir: Path, *, timeout: float = PROBE_TIMEOUT_S
+) -> tuple[dict[str, Any], list[np.ndarray]]:
     """``probe`` in a child process; ParityFailed when GenAI cannot load or run the model."""
     with tempfile.TemporaryDirectory(prefix="genai-probe-") as tmp:
         result_dir = Path(tmp)
         # -c rather than -m: running a module of an imported package as __main__ imports it twice
-        command = [sys.executable, "-c", "import sys; from hflambda.warmup.genai import main; sys.exit(main(sys.argv[1:]))", "probe", str(model_dir), str(result_dir)]
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from hflambda.warmup.genai import main; sys.exit(main(sys.argv[1:]))",
+            "probe",
+            str(model_dir),
+            str(result_dir),
+        ]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise ParityFailed(f"the GenAI probe of {model_dir} did not finish within {timeout:.0f} s") from None
+            raise ParityFailed(
+                f"the GenAI probe of {model_dir} did not finish within {timeout:.0f} s"
+            ) from None
         if done.returncode != 0:
-            how = f"was killed by signal {-done.returncode}" if done.returncode < 0 else f"failed (exit {done.returncode})"
+            how = (
+                f"was killed by signal {-done.returncode}"
+                if done.returncode < 0
+                else f"failed (exit {done.returncode})"
+            )
             tail = "\n".join(done.stderr.strip().splitlines()[-6:])
             raise ParityFailed(f"ONNX Runtime GenAI {how} loading or running {model_dir}:\n{tail}")
         result = json.loads((result_dir / "result.json").read_text(encoding="utf-8"))
@@ -258,14 +331,20 @@ def check_parity(spec: ModelSpec, source: Path, out: Path) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     cosines: list[float] = []
     greedy_agree: list[int] = []
-    for conversation, item, logits in zip(PROBE_CONVERSATIONS, result["conversations"], genai_logits, strict=True):
-        expected = tokenizer.apply_chat_template(conversation, chat_template=template, tokenize=False, add_generation_prompt=True)
+    for conversation, item, logits in zip(
+        PROBE_CONVERSATIONS, result["conversations"], genai_logits, strict=True
+    ):
+        expected = tokenizer.apply_chat_template(
+            conversation, chat_template=template, tokenize=False, add_generation_prompt=True
+        )
         if expected != item["rendered"]:
             raise ParityFailed(
                 f"chat template renders differently in ONNX Runtime GenAI than in transformers:\n"
                 f"  genai:        {item['rendered'][:200]!r}\n  transformers: {expected[:200]!r}"
             )
-        candidates = [tokenizer(expected, add_special_tokens=special)["input_ids"] for special in (False, True)]
+        candidates = [
+            tokenizer(expected, add_special_tokens=special)["input_ids"] for special in (False, True)
+        ]
         if item["ids"] not in candidates:
             raise ParityFailed(
                 f"GenAI's tokenizer encodes the prompt differently: {len(item['ids'])} ids vs {len(candidates[0])} "
@@ -274,7 +353,13 @@ def check_parity(spec: ModelSpec, source: Path, out: Path) -> dict[str, Any]:
         ids = torch.tensor([item["ids"]])
         with torch.no_grad():
             reference = model(ids).logits[0, -1].float().numpy()
-            greedy = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=GREEDY_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id or 0)[0, ids.shape[1] :].tolist()
+            greedy = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=GREEDY_TOKENS,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id or 0,
+            )[0, ids.shape[1] :].tolist()
         width = min(len(reference), len(logits))  # the builder may pad the vocabulary
         cosines.append(_cosine(reference[:width], logits[:width]))
         agree = 0
@@ -283,7 +368,11 @@ def check_parity(spec: ModelSpec, source: Path, out: Path) -> dict[str, Any]:
                 break
             agree += 1
         greedy_agree.append(agree)
-    threshold = spec.parity_min_cosine if "parity_min_cosine" in spec.model_fields_set else MIN_LOGITS_COSINE[precision(spec)]
+    threshold = (
+        spec.parity_min_cosine
+        if "parity_min_cosine" in spec.model_fields_set
+        else MIN_LOGITS_COSINE[precision(spec)]
+    )
     parity: dict[str, Any] = {
         "chat_template": "identical",
         "tokenizer": "identical",
@@ -302,7 +391,9 @@ def check_parity(spec: ModelSpec, source: Path, out: Path) -> dict[str, Any]:
     try:
         validate_output(ResponseFormat(type="json_schema", schema=SMOKE_SCHEMA), result["guided_text"])
     except AttemptFailed as exc:
-        raise ParityFailed(f"schema-guided generation did not produce valid JSON: {exc.reason}", parity=parity) from None
+        raise ParityFailed(
+            f"schema-guided generation did not produce valid JSON: {exc.reason}", parity=parity
+        ) from None
     return parity
 
 
@@ -314,7 +405,9 @@ def compile_generation(spec: ModelSpec, source: Path, out: Path) -> CompileResul
     # before the parity run: a model the predict function cannot hold is refused now
     from hflambda.generation.local import OVERHEAD_BYTES
 
-    memory_mb = generation_memory_mb(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()), OVERHEAD_BYTES)
+    memory_mb = generation_memory_mb(
+        sum(p.stat().st_size for p in out.rglob("*") if p.is_file()), OVERHEAD_BYTES
+    )
     check_generation_memory(spec, memory_mb, get_settings())
     started = time.perf_counter()
     parity = check_parity(spec, source, out)

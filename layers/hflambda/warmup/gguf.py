@@ -51,13 +51,17 @@ def gguf_to_folder(gguf: Path, dest: Path) -> tuple[Path, dict[str, Any]]:
     vocab = backend.get_vocab()
     missing = [t for t in (EOS, BOS, UNK) if t not in vocab]
     if missing:
-        raise SourceError(f"{gguf.name}: the vocabulary has no {missing}; not a ChatML model this converter knows")
+        raise SourceError(
+            f"{gguf.name}: the vocabulary has no {missing}; not a ChatML model this converter knows"
+        )
     before = {
         "tokenizer_class": type(original).__name__,
         "eos_token": original.eos_token,
         "bos_token": original.bos_token,
         "decoder": json.loads(original.backend_tokenizer.to_str()).get("decoder", {}).get("type"),
-        "post_processor": json.loads(original.backend_tokenizer.to_str()).get("post_processor", {}).get("type"),
+        "post_processor": json.loads(original.backend_tokenizer.to_str())
+        .get("post_processor", {})
+        .get("type"),
     }
     backend.normalizer = None
     backend.decoder = decoders.ByteLevel()
@@ -73,7 +77,9 @@ def gguf_to_folder(gguf: Path, dest: Path) -> tuple[Path, dict[str, Any]]:
         model_max_length=int(getattr(model.config, "max_position_embeddings", 2048)),
     )
     if not original.chat_template:
-        raise SourceError(f"{gguf.name} carries no chat template (tokenizer.chat_template); cannot serve chat")
+        raise SourceError(
+            f"{gguf.name} carries no chat template (tokenizer.chat_template); cannot serve chat"
+        )
     tokenizer.chat_template = original.chat_template
     tokenizer.save_pretrained(dest)
     eos_id, bos_id = vocab[EOS], vocab[BOS]

@@ -85,14 +85,18 @@ def mirror_model(
         if existing is not None and existing.repo == spec.repo:
             result.files, result.skipped = existing.files, True
             return result
-    hub = HubSource(f"hf://{spec.repo}", settings=settings, token=token, retry=retry, progress=download_progress)
+    hub = HubSource(
+        f"hf://{spec.repo}", settings=settings, token=token, retry=retry, progress=download_progress
+    )
     with tempfile.TemporaryDirectory(prefix="hflambda-mirror-") as tmp:
         fetched = hub.fetch(spec, Path(tmp))
         base = revision_prefix(prefix, spec.revision)
         total = sum(e.size for e in fetched.files.values())
         done = 0
         for name, entry in sorted(fetched.files.items()):
-            s3.client.upload_file(str(Path(tmp) / name), bucket, base + name, ExtraArgs={"Metadata": {"sha256": entry.sha256}})
+            s3.client.upload_file(
+                str(Path(tmp) / name), bucket, base + name, ExtraArgs={"Metadata": {"sha256": entry.sha256}}
+            )
             done += entry.size
             if upload_progress is not None:
                 upload_progress(done, total)
@@ -105,7 +109,21 @@ def mirror_model(
         mirrored_at=datetime.now(UTC).isoformat(),
     )
     # last: only now is the revision complete in the mirror
-    s3.client.put_object(Bucket=bucket, Key=manifest_key(prefix, spec.revision), Body=manifest.to_json().encode(), ContentType="application/json")
+    s3.client.put_object(
+        Bucket=bucket,
+        Key=manifest_key(prefix, spec.revision),
+        Body=manifest.to_json().encode(),
+        ContentType="application/json",
+    )
     result.files, result.bytes_uploaded = fetched.files, total
-    logger.info("mirrored", extra={"model": spec.alias, "repo": spec.repo, "revision": spec.revision, "destination": destination, "bytes": total})
+    logger.info(
+        "mirrored",
+        extra={
+            "model": spec.alias,
+            "repo": spec.repo,
+            "revision": spec.revision,
+            "destination": destination,
+            "bytes": total,
+        },
+    )
     return result

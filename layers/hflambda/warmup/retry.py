@@ -100,7 +100,9 @@ class RetryPolicy:
 class Deadline:
     """The time an invocation has left, minus the reserve the runner keeps for wrapping up."""
 
-    def __init__(self, remaining_seconds: Callable[[], float] | None = None, reserve_seconds: float = 0.0) -> None:
+    def __init__(
+        self, remaining_seconds: Callable[[], float] | None = None, reserve_seconds: float = 0.0
+    ) -> None:
         self._remaining = remaining_seconds
         self.reserve_seconds = reserve_seconds
 
@@ -160,7 +162,9 @@ def with_retries(
             if transient is None:
                 raise
         if attempt >= policy.max_attempts:
-            raise give_up(f"{what}: still failing after {attempt} attempts; last error: {transient.reason}", transient)
+            raise give_up(
+                f"{what}: still failing after {attempt} attempts; last error: {transient.reason}", transient
+            )
         if transient.hint is not None and transient.hint > policy.max_hint_seconds:
             raise give_up(
                 f"{what}: the server asks to wait {transient.hint:.0f} s ({transient.reason}), longer than "

@@ -132,16 +132,26 @@ def run_warmup(
     registry_dir = registry.path.parent if registry.path else None
     for spec in specs:
         if remaining_seconds is not None and remaining_seconds() < settings.warmup_reserve_seconds:
-            outcome = ModelResult(alias=spec.alias, status=ModelStatus.DEFERRED, live_revision=store.current_name(spec.alias), reason=f"less than {settings.warmup_reserve_seconds} s left in this invocation; the next run continues")
+            outcome = ModelResult(
+                alias=spec.alias,
+                status=ModelStatus.DEFERRED,
+                live_revision=store.current_name(spec.alias),
+                reason=f"less than {settings.warmup_reserve_seconds} s left in this invocation; the next run continues",
+            )
         else:
             observer.model_started(spec.alias, len(specs))
-            outcome = warm_one(spec, store, settings, registry_dir=registry_dir, observer=observer, source_options=options)
+            outcome = warm_one(
+                spec, store, settings, registry_dir=registry_dir, observer=observer, source_options=options
+            )
         result.models.append(outcome)
         if outcome.removed:
             result.gc[spec.alias] = list(outcome.removed)
         observer.model_done(outcome)
         log = logger.error if outcome.status == ModelStatus.FAILED else logger.info
-        log("model warmup finished", extra={"model": spec.alias, **outcome.model_dump(exclude_none=True, exclude={"alias"})})
+        log(
+            "model warmup finished",
+            extra={"model": spec.alias, **outcome.model_dump(exclude_none=True, exclude={"alias"})},
+        )
     return result
 
 
@@ -162,17 +172,33 @@ def warm_one(
         settings_for = EXPORT_SETTINGS[spec.task]
         compiler = COMPILERS[spec.task]
     except KeyError:
-        return ModelResult(alias=spec.alias, status=ModelStatus.FAILED, error="export_failed", reason=f"no compiler for task {spec.task.value} in this image", live_revision=store.current_name(spec.alias))
+        return ModelResult(
+            alias=spec.alias,
+            status=ModelStatus.FAILED,
+            error="export_failed",
+            reason=f"no compiler for task {spec.task.value} in this image",
+            live_revision=store.current_name(spec.alias),
+        )
     export = settings_for(spec)
     # pinned and already live: answer without touching the source (no Hub call, no 429)
     if spec.revision is not None:
         live = store.find_current(spec.alias, spec.revision, export)
         if live is not None:
-            return ModelResult(alias=spec.alias, status=ModelStatus.CURRENT, revision=spec.revision, live_revision=live.path.name)
+            return ModelResult(
+                alias=spec.alias,
+                status=ModelStatus.CURRENT,
+                revision=spec.revision,
+                live_revision=live.path.name,
+            )
     lock = store.lock(spec.alias, settings.lock_lease_seconds)
     if not lock.try_acquire():
         holder = lock.holder() or {}
-        return ModelResult(alias=spec.alias, status=ModelStatus.LOCKED, live_revision=store.current_name(spec.alias), reason=f"another warmup (pid {holder.get('pid')} on {holder.get('host')}) is writing this model")
+        return ModelResult(
+            alias=spec.alias,
+            status=ModelStatus.LOCKED,
+            live_revision=store.current_name(spec.alias),
+            reason=f"another warmup (pid {holder.get('pid')} on {holder.get('host')}) is writing this model",
+        )
     started = time.perf_counter()
     source_dir: Path | None = None
     out_dir: Path | None = None
@@ -186,7 +212,9 @@ def warm_one(
         revision = source.revision(spec)
         live = store.find_current(spec.alias, revision, export)
         if live is not None:  # another writer finished it while we waited, or an unpinned file source
-            return ModelResult(alias=spec.alias, status=ModelStatus.CURRENT, revision=revision, live_revision=live.path.name)
+            return ModelResult(
+                alias=spec.alias, status=ModelStatus.CURRENT, revision=revision, live_revision=live.path.name
+            )
         complete = store.find_published(spec.alias, revision, export)
         if complete is not None:
             # moved into place by a run that died before the CURRENT swap (or an earlier pin):
@@ -240,12 +268,29 @@ def warm_one(
             removed=removed,
         )
     except LockHeld as exc:
-        return ModelResult(alias=spec.alias, status=ModelStatus.LOCKED, reason=str(exc), live_revision=store.current_name(spec.alias))
+        return ModelResult(
+            alias=spec.alias,
+            status=ModelStatus.LOCKED,
+            reason=str(exc),
+            live_revision=store.current_name(spec.alias),
+        )
     except HflambdaError as exc:
-        return ModelResult(alias=spec.alias, status=ModelStatus.FAILED, error=exc.code, reason=str(exc), live_revision=store.current_name(spec.alias))
+        return ModelResult(
+            alias=spec.alias,
+            status=ModelStatus.FAILED,
+            error=exc.code,
+            reason=str(exc),
+            live_revision=store.current_name(spec.alias),
+        )
     except Exception as exc:  # a model's failure must not stop the others
         logger.exception("unexpected warmup failure", extra={"model": spec.alias})
-        return ModelResult(alias=spec.alias, status=ModelStatus.FAILED, error="internal_error", reason=f"{type(exc).__name__}: {exc}", live_revision=store.current_name(spec.alias))
+        return ModelResult(
+            alias=spec.alias,
+            status=ModelStatus.FAILED,
+            error="internal_error",
+            reason=f"{type(exc).__name__}: {exc}",
+            live_revision=store.current_name(spec.alias),
+        )
     finally:
         for leftover in (source_dir, out_dir):
             if leftover is not None and leftover.exists():
@@ -256,7 +301,12 @@ def warm_one(
 
 def _check_remote(spec: ModelSpec, settings: Settings) -> ModelResult:
     if not REMOTE_CHECKERS:
-        return ModelResult(alias=spec.alias, status=ModelStatus.FAILED, error="internal_error", reason="no remote checker registered")
+        return ModelResult(
+            alias=spec.alias,
+            status=ModelStatus.FAILED,
+            error="internal_error",
+            reason="no remote checker registered",
+        )
     try:
         detail = REMOTE_CHECKERS[0](spec, settings)
         return ModelResult(alias=spec.alias, status=ModelStatus.CHECKED, reason=detail)

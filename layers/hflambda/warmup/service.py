@@ -35,7 +35,10 @@ def models_from_event(event: object) -> list[str] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
         return list(dict.fromkeys(value))
-    raise BadInput(f'event "models" must be one alias or a list of aliases (strings), got {json.dumps(value)[:200]}', field="models")
+    raise BadInput(
+        f'event "models" must be one alias or a list of aliases (strings), got {json.dumps(value)[:200]}',
+        field="models",
+    )
 
 
 def warmup_from_settings(
@@ -68,12 +71,16 @@ def emit_metrics(result: WarmupResult) -> None:
     metrics.add_metric(name="ModelsFailed", unit=MetricUnit.Count, value=result.count(ModelStatus.FAILED))
     metrics.add_metric(name="ModelsDeferred", unit=MetricUnit.Count, value=result.count(ModelStatus.DEFERRED))
     metrics.add_metric(name="ModelsLocked", unit=MetricUnit.Count, value=result.count(ModelStatus.LOCKED))
-    metrics.add_metric(name="BytesDownloaded", unit=MetricUnit.Bytes, value=sum(m.bytes_downloaded for m in result.models))
+    metrics.add_metric(
+        name="BytesDownloaded", unit=MetricUnit.Bytes, value=sum(m.bytes_downloaded for m in result.models)
+    )
     export_s = sum(m.timings.get("export_s", 0.0) for m in result.models)
     metrics.add_metric(name="ExportSeconds", unit=MetricUnit.Seconds, value=export_s)
 
 
-def maintain_vectors_step(settings: Settings, remaining_seconds: Callable[[], float] | None = None) -> dict[str, Any]:
+def maintain_vectors_step(
+    settings: Settings, remaining_seconds: Callable[[], float] | None = None
+) -> dict[str, Any]:
     """The scheduled vector-store maintenance (compaction, ANN index, old versions) after warmup.
 
     Reported, never raised: maintenance failing must not hide the model results. Skipped
@@ -95,5 +102,9 @@ def maintain_vectors_step(settings: Settings, remaining_seconds: Callable[[], fl
     except Exception as exc:  # reported in the result and the log, with the metric below
         logger.exception("vector maintenance failed", extra={"vector_uri": uri})
         metrics.add_metric(name="VectorMaintenanceFailed", unit=MetricUnit.Count, value=1)
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "seconds": round(time.perf_counter() - started, 1)}
+        return {
+            "status": "failed",
+            "reason": f"{type(exc).__name__}: {exc}",
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     return {"status": "done", **dataclasses.asdict(report)}

@@ -34,7 +34,9 @@ class ModelResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     bytes_downloaded: int = 0
     parity: dict[str, Any] = Field(default_factory=dict)
-    removed: list[str] = Field(default_factory=list, description="Old revisions garbage-collected by this run.")
+    removed: list[str] = Field(
+        default_factory=list, description="Old revisions garbage-collected by this run."
+    )
 
 
 class WarmupResult(BaseModel):

@@ -116,6 +116,8 @@ TOKENIZER_CORPUS = [
     "system user assistant: Hello world. The quick brown fox jumps over the lazy dog.",
     "What is the capital of France? Paris is the capital of France.",
 ]
+
+
 def build_tiny_tokenizer(dest: Path, *, vocab_size: int = 400) -> int:
     """A ByteLevel BPE tokenizer with Qwen's special tokens and chat template saved in ``dest``.
 
@@ -129,10 +131,15 @@ def build_tiny_tokenizer(dest: Path, *, vocab_size: int = 400) -> int:
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tokenizer.train_from_iterator(TOKENIZER_CORPUS * 20, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
     fast.chat_template = QWEN25_CHAT_TEMPLATE
     dest.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(dest)

@@ -26,7 +26,9 @@ class LocalFolderSource:
         if not self.root.is_dir():
             raise SourceError(f"source folder {self.root} does not exist", path=str(self.root))
         if not (self.root / "config.json").is_file():
-            raise SourceError(f"source folder {self.root} has no config.json; is it a model folder?", path=str(self.root))
+            raise SourceError(
+                f"source folder {self.root} has no config.json; is it a model folder?", path=str(self.root)
+            )
         return self.root
 
     def revision(self, spec: ModelSpec) -> str:

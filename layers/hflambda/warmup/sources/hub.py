@@ -182,7 +182,10 @@ class HubSource:
         def give_up(message: str, last: Transient) -> HflambdaError:
             text = f"models.{spec.alias}: {message}"
             if last.rate_limited:
-                return HubRateLimited(text + ". Warm from an s3:// mirror (`hflambda mirror`) to stop depending on the Hub.", repo=self.repo)
+                return HubRateLimited(
+                    text + ". Warm from an s3:// mirror (`hflambda mirror`) to stop depending on the Hub.",
+                    repo=self.repo,
+                )
             return SourceError(text, repo=self.repo)
 
         return give_up
@@ -206,8 +209,15 @@ class HubSource:
             lfs = sibling.lfs
             size = lfs.size if lfs is not None else sibling.size
             if size is None:
-                raise SourceError(f"models.{spec.alias}: the Hub gave no size for {name} in {self.repo!r}", repo=self.repo)
-            files[name] = RemoteFile(name=name, size=int(size), sha256=lfs.sha256 if lfs is not None else None, blob_id=sibling.blob_id)
+                raise SourceError(
+                    f"models.{spec.alias}: the Hub gave no size for {name} in {self.repo!r}", repo=self.repo
+                )
+            files[name] = RemoteFile(
+                name=name,
+                size=int(size),
+                sha256=lfs.sha256 if lfs is not None else None,
+                blob_id=sibling.blob_id,
+            )
         if "config.json" not in files:
             raise SourceError(
                 f"models.{spec.alias}: {self.repo!r}@{revision} has no config.json; is it a transformers model?",
@@ -297,7 +307,11 @@ class HubSource:
 
         expected = with_retries(
             lambda: self._remote_files(api, spec, revision),
-            classify=classify, what=what, policy=self.retry, deadline=self.deadline, give_up=give_up,
+            classify=classify,
+            what=what,
+            policy=self.retry,
+            deadline=self.deadline,
+            give_up=give_up,
         )
         if self.progress is not None:
             self.progress(0, sum(f.size for f in expected.values()))
@@ -324,9 +338,16 @@ class HubSource:
             )
             return self._verify(workdir, expected)
 
-        verified = with_retries(attempt, classify=classify, what=what, policy=self.retry, deadline=self.deadline, give_up=give_up)
-        shutil.rmtree(workdir / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping, not model files
-        logger.info("fetched from the Hub", extra={"model": spec.alias, "repo": self.repo, "revision": revision, "files": len(verified)})
+        verified = with_retries(
+            attempt, classify=classify, what=what, policy=self.retry, deadline=self.deadline, give_up=give_up
+        )
+        shutil.rmtree(
+            workdir / ".cache", ignore_errors=True
+        )  # huggingface_hub's bookkeeping, not model files
+        logger.info(
+            "fetched from the Hub",
+            extra={"model": spec.alias, "repo": self.repo, "revision": revision, "files": len(verified)},
+        )
         return FetchedSource(
             path=workdir,
             revision=revision,
@@ -410,10 +431,14 @@ class _Classifier:
         )
 
     def _disabled(self, error: BaseException) -> Transient:
-        raise HubAccessDenied(f"{self.where}: {self.repo!r} is disabled on the Hub; pick another repo.", repo=self.repo)
+        raise HubAccessDenied(
+            f"{self.where}: {self.repo!r} is disabled on the Hub; pick another repo.", repo=self.repo
+        )
 
     def _no_repo(self, error: BaseException) -> Transient:
-        raise self.hub._needs_token(self.spec, "the Hub answered 'not found'") or self.hub._not_found(self.spec)
+        raise self.hub._needs_token(self.spec, "the Hub answered 'not found'") or self.hub._not_found(
+            self.spec
+        )
 
     def _offline(self, error: BaseException) -> Transient:
         raise SourceError(
@@ -435,8 +460,13 @@ class _Classifier:
         if status >= 500 or status == 408:
             return Transient(f"HTTP {status} from {endpoint}")
         if isinstance(error, self.entry_not_found):
-            raise SourceError(f"{self.where}: a file of {self.repo!r}@{self.revision} listed by the Hub is missing: {error}", repo=self.repo)
-        raise SourceError(f"{self.where}: the Hub answered HTTP {status} for {self.repo!r}: {error}", repo=self.repo)
+            raise SourceError(
+                f"{self.where}: a file of {self.repo!r}@{self.revision} listed by the Hub is missing: {error}",
+                repo=self.repo,
+            )
+        raise SourceError(
+            f"{self.where}: the Hub answered HTTP {status} for {self.repo!r}: {error}", repo=self.repo
+        )
 
     def _refused(self, status: int) -> HflambdaError:
         needs = self.hub._needs_token(self.spec, f"the Hub answered {status}")
@@ -452,7 +482,9 @@ class _Classifier:
 
     def _transport(self, error: BaseException) -> Transient | None:
         requests = self.requests
-        if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.ConnectionError | requests.Timeout):
+        if isinstance(
+            error, requests.exceptions.ChunkedEncodingError | requests.ConnectionError | requests.Timeout
+        ):
             return Transient(f"connection problem: {type(error).__name__}: {error}")
         if isinstance(error, OSError) and "Consistency check failed" in str(error):
             return Transient(f"truncated download: {str(error).splitlines()[0]}")

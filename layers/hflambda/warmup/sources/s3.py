@@ -30,7 +30,16 @@ __all__ = ["MIRROR_SUFFIX", "MirrorManifest", "S3Source", "manifest_key", "parse
 
 MIRROR_SUFFIX = ".mirror.json"
 # AWS error codes worth another attempt (botocore already retried them a few times itself)
-TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}
+TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "503",
+    "500",
+}
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -159,7 +168,9 @@ class S3Source:
                     uri=self.uri,
                 )
             if code == "NoSuchBucket":
-                raise SourceError(f"{where}: bucket {self.bucket!r} of {self.uri} does not exist", uri=self.uri)
+                raise SourceError(
+                    f"{where}: bucket {self.bucket!r} of {self.uri} does not exist", uri=self.uri
+                )
             if code in {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}:
                 raise SourceError(
                     f"{where}: access denied to {self.uri}; grant warmup s3:GetObject on s3://{self.bucket}/{self.prefix}/*",
@@ -194,10 +205,18 @@ class S3Source:
         give_up = self._give_up(spec)
         what = f"fetching {self.uri}/{revision[:12]}"
         manifest = with_retries(
-            lambda: self.read_manifest(revision), classify=classify, what=what, policy=self.retry, deadline=self.deadline, give_up=give_up
+            lambda: self.read_manifest(revision),
+            classify=classify,
+            what=what,
+            policy=self.retry,
+            deadline=self.deadline,
+            give_up=give_up,
         )
         if manifest.revision != revision:
-            raise SourceError(f"models.{spec.alias}: {self.uri} manifest for {revision} says revision {manifest.revision}", uri=self.uri)
+            raise SourceError(
+                f"models.{spec.alias}: {self.uri} manifest for {revision} says revision {manifest.revision}",
+                uri=self.uri,
+            )
         if manifest.repo != spec.repo:
             raise SourceError(
                 f"models.{spec.alias}: the mirror {self.uri} holds {manifest.repo!r}@{revision[:12]}, not {spec.repo!r}; "
@@ -220,12 +239,24 @@ class S3Source:
                     target.unlink(missing_ok=True)
                     raise _Mismatch(f"{name}: downloaded {size} bytes that do not match the mirror manifest")
 
-            with_retries(download, classify=classify, what=what, policy=self.retry, deadline=self.deadline, give_up=give_up)
+            with_retries(
+                download,
+                classify=classify,
+                what=what,
+                policy=self.retry,
+                deadline=self.deadline,
+                give_up=give_up,
+            )
             done += entry.size
             if self.progress is not None:
                 self.progress(done, total)
-        logger.info("fetched from the S3 mirror", extra={"model": spec.alias, "uri": self.uri, "revision": revision, "files": len(manifest.files)})
-        return FetchedSource(path=workdir, revision=revision, bytes_downloaded=total, files=dict(manifest.files))
+        logger.info(
+            "fetched from the S3 mirror",
+            extra={"model": spec.alias, "uri": self.uri, "revision": revision, "files": len(manifest.files)},
+        )
+        return FetchedSource(
+            path=workdir, revision=revision, bytes_downloaded=total, files=dict(manifest.files)
+        )
 
 
 class _Mismatch(Exception):

