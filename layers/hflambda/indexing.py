@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 
 from hflambda.chunking import TextChunk, TokenChunker
 from hflambda.engines.base import Embedder
-from hflambda.errors import HflambdaError
+from hflambda.errors import HflambdaError, ModelNotReady
 from hflambda.messages import DeleteMessage, MessageInvalid, UpsertMessage, now_ms, parse_message
 from hflambda.settings import Settings
 from hflambda.telemetry import MetricUnit, logger, metrics
@@ -174,7 +174,13 @@ class Indexer:
             # one, and a registry or store problem fails the batch's records with its reason
             pool = get_pool()
             alias = pool.registry.default(Task.EMBEDDINGS).alias
-            return cast(TokenizedEmbedder, pool.get(alias, Task.EMBEDDINGS))
+            engine = pool.embedder(alias)
+            if not isinstance(engine, TokenizedEmbedder):
+                raise ModelNotReady(
+                    alias,
+                    f"its engine ({type(engine).__name__}) exposes no tokenizer, which token chunking needs",
+                )
+            return engine
 
         return cls(get_vector_store(), embedder, settings, ledger=get_failure_ledger())
 

@@ -14,8 +14,9 @@ this package stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from hflambda.errors import ModelNotReady
 from hflambda.generation.base import (
     ChatEngine,
     ChatMessage,
@@ -79,6 +80,11 @@ def engine_factory(pool: ModelPool, settings: Settings) -> EngineFor:
     def engine_for(spec: ModelSpec) -> ChatEngine:
         if spec.is_remote:
             return RemoteChatEngine(spec, settings)
-        return cast(ChatEngine, pool.get(spec.alias, Task.TEXT_GENERATION))
+        engine = pool.get(spec.alias, Task.TEXT_GENERATION)
+        if not isinstance(engine, ChatEngine):
+            raise ModelNotReady(
+                spec.alias, f"its loader returned {type(engine).__name__}, which is not a ChatEngine"
+            )
+        return engine
 
     return engine_for
