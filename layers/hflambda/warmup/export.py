@@ -420,6 +420,11 @@ def compile_encoder(spec: ModelSpec, source: Path, out: Path) -> CompileResult:
             tokenizer_file=work / "tokenizer.json",
         )
         timings["quantize_s"] = round(time.perf_counter() - started, 3)
+        if graph["fused"]:
+            # a quantized graph also wants onnxruntime's extended passes at load: they fuse each
+            # DynamicQuantizeLinear + MatMulInteger + scale into DynamicQuantizeMatMul (MiniLM
+            # int8, batch 32 on 2 CPUs: 607 -> 670 sentences/s, session load 0.041 -> 0.028 s)
+            graph["session_optimization"] = "extended"
     else:
         shutil.move(str(graph_file), onnx_path)
         if (work / "model.onnx_data").exists() and not graph["fused"]:  # a fused graph is one file
