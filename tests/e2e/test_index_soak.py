@@ -1,4 +1,4 @@
-"""2,000 index messages through SQS (moto), the local event source and the real index
+"""1,000 index messages through SQS (moto), the local event source and the real index
 handler with the real model: upserts, updates, deletes, duplicates, 2% invalid bodies, and
 a handler that crashes on 5% of invocations (half before doing anything, half after writing
 but before answering, so the batch is redelivered after its effects landed).
@@ -32,7 +32,8 @@ from tests.fixtures.models import Warmed, clear_caches, fresh_module
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TOTAL = 2000
+# 1,000 keeps make test within its 10 minutes on 2 cores; make soak runs the long soak
+TOTAL = 1000
 USERS = [f"user-{i}" for i in range(5)]
 WORDS = [
     "river",
@@ -126,9 +127,9 @@ def build_workload(rng: random.Random) -> tuple[list[str], dict[tuple[str, str],
         return Op(user, doc, clock, json.dumps(body), text)
 
     n_invalid = TOTAL * 2 // 100
-    n_dupes = 240
-    n_deletes = 180
-    n_updates = 420
+    n_dupes = TOTAL * 12 // 100
+    n_deletes = TOTAL * 9 // 100
+    n_updates = TOTAL * 21 // 100
     n_new = TOTAL - n_invalid - n_dupes - n_deletes - n_updates
     for i in range(n_new):
         key = (USERS[i % len(USERS)], f"doc-{i}")
@@ -192,8 +193,8 @@ def soak_env(
     clear_caches()
 
 
-@pytest.mark.timeout(1200)  # 2,000 messages through moto on a shared 2-core machine
-def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
+@pytest.mark.timeout(1200)  # 1,000 messages through moto on a shared 2-core machine
+def test_soak_1000_messages(soak_env: Any, sqs: Any) -> None:
     started = time.monotonic()
     rng = random.Random(2024)
     bodies, newest, invalid = build_workload(rng)
@@ -244,7 +245,7 @@ def test_soak_2000_messages(soak_env: Any, sqs: Any) -> None:
     space = VectorSpace.of(embedder)
     live = {key: op for key, op in newest.items() if op.text is not None}
     deleted = {key for key, op in newest.items() if op.text is None}
-    assert len(live) > 900 and len(deleted) > 100
+    assert len(live) > TOTAL * 45 // 100 and len(deleted) > TOTAL // 20  # a real mix, whatever TOTAL
     by_key = stored_chunks(store, list(newest), space)
     assert not set(by_key) & deleted, "deleted documents still have chunks"
     for key, op in live.items():
