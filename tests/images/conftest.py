@@ -150,7 +150,12 @@ def function_environments(aws: dict[str, str], secret: str) -> dict[str, dict[st
             chat_budget_seconds=str(max(1, config.predict_timeout_s - 2)),
         )
         | powertools_env("predict", tracing=False),
-        "index": common | vectors | creds | powertools_env("index", tracing=False),
+        # as cdk.service sets it: the index function embeds in throughput mode
+        "index": common
+        | vectors
+        | creds
+        | settings_env(ort_mode="throughput")
+        | powertools_env("index", tracing=False),
         "warmup": common
         | vectors
         | creds

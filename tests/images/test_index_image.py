@@ -12,6 +12,7 @@ import pytest
 from containers.rie import Invocation, LambdaContainer
 from tests.images import events
 from tests.images.conftest import INIT_LIMIT_MS, Stage, WarmupRuns, empty_store
+from tests.images.test_onnx_session_image import HOST_CPUS, session_lines
 
 
 def upsert(doc_id: str, text: str, user: str = "user_bob") -> str:
@@ -54,6 +55,19 @@ def test_the_good_records_reach_the_catalogue(
     items = dynamodb.scan(TableName=stage.aws["HFLAMBDA_VECTOR_TABLE"])["Items"]
     text = json.dumps(items, default=repr)  # compressed text arrives as bytes
     assert "doc-1" in text and "doc-2" in text and "user_bob" in text, text[:2000]
+
+
+def test_the_index_function_embeds_in_throughput_mode(
+    indexed: tuple[LambdaContainer, dict[str, object], Invocation],
+) -> None:
+    # one-CPU runs, as many at once as the function has CPUs, no spinning (engines/onnx.py)
+    fn, _, _ = indexed
+    records = session_lines(fn.logs())
+    assert records, fn.logs()[-2000:]
+    for record in records:
+        assert record["mode"] == "throughput" and record["parallel_runs"] == HOST_CPUS, record
+        assert record["intra_op_threads"] == 1 and record["inter_op_threads"] == 1, record
+        assert record["intra_op_spinning"] is False, record
 
 
 def test_index_init_is_within_lambdas_limit(

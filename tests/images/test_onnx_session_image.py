@@ -55,5 +55,6 @@ def test_onnx_sessions_use_the_cpus_the_function_has(
     assert [r["model"] for r in records] == ["embed"], records  # the registry's one preload model
     record = records[0]
     assert record["intra_op_threads"] == expected, record
+    assert record["mode"] == "latency" and record["parallel_runs"] == 1, record  # predict: one run at a time
     assert record["inter_op_threads"] == 1, record
     assert record["intra_op_spinning"] is False and record["inter_op_spinning"] is False, record
