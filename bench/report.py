@@ -102,6 +102,47 @@ def render_images(img: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_quality(quality: dict[str, Any]) -> list[str]:
+    """Real-weight quality: SmolLM2 int4 vs fp32 and the trained classifier's accuracy."""
+    out: list[str] = []
+    if llm := quality.get("smollm2"):
+        out += [
+            f"## Quality — {llm['model']}, {llm['prompts']} prompts, {llm['agreement_tokens']} greedy tokens vs transformers fp32",
+            "",
+            "| graph | logits cosine mean / min | greedy prefix tokens (median) | identical continuations | size (MB) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in llm["vs_transformers_fp32"].items():
+            out.append(
+                f"| {name} | {_f(row['logits_cosine_mean'], 4)} / {_f(row['logits_cosine_min'], 4)} | "
+                f"{_f(row['greedy_prefix_tokens_median'], 0)} | {row['identical_continuations']} | {_f(row['bytes'] / 1e6, 0)} |"
+            )
+        if speed := llm.get("speed"):
+            genai = next(v for k, v in speed.items() if k.startswith("onnxruntime_genai"))
+            eager = speed["transformers_eager_fp32"]
+            out += [
+                "",
+                f"Speed ({speed['prompt_tokens']}-token prompt, {speed['new_tokens']} new tokens, {speed['threads']} threads): "
+                f"GenAI int4 {_f(genai['decode_tok_s'])} tok/s decode, {_f(genai['ttft_s'], 3)} s to first token; "
+                f"transformers eager fp32 {_f(eager['decode_tok_s'])} tok/s, {_f(eager['ttft_s'], 3)} s "
+                f"({_f(speed['decode_speedup'], 2)}×, {_f(speed['ttft_speedup'], 2)}×).",
+            ]
+        out.append("")
+    if clf := quality.get("classifier"):
+        accuracies = {k.removesuffix("_accuracy"): v for k, v in clf.items() if k.endswith("_accuracy")}
+        out += [
+            f"## Quality — sentiment classifier, {clf['held_out_examples']} held-out sentences",
+            "",
+            "| model | accuracy |",
+            "|---|---|",
+            *(f"| {name} | {_f(value * 100)} % |" for name, value in accuracies.items()),
+            "",
+            f"fp32 and int8 agree on {_f(clf['fp32_int8_agreement'] * 100)} % of the sentences.",
+            "",
+        ]
+    return out
+
+
 def _yes(targets: dict[str, bool], key: str) -> str:
     return "yes" if targets.get(key) else "no"
 
@@ -168,6 +209,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{_f(row['search_p95_ms'])} | {_f(row['peak_rss_mb'], 0)} | {_f(row.get('top10_overlap'), 3)} |"
             )
         out.append("")
+    if quality := results.get("quality"):
+        out += render_quality(quality)
     if img := results.get("images"):
         out += render_images(img)
     return "\n".join(out)
